@@ -1,0 +1,1 @@
+"""The run file: loading, validation and the models every connector extends."""

@@ -1,0 +1,90 @@
+"""Database URLs and engines, shared by every SQL-speaking connector and sink.
+
+Plain ``postgresql://`` and ``mysql://`` URLs mean the drivers we ship (psycopg 3, PyMySQL);
+``+driver`` forms pass through unchanged. A password may come from ``password_file`` or the
+``LIBERATE_DB_PASSWORD`` environment variable instead of the URL. URLs are only ever shown
+masked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from liberate.config.base import DatabaseSettings
+from liberate.errors import ConfigError, FatalError
+
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def database_url(settings: DatabaseSettings) -> URL:
+    """The SQLAlchemy URL of ``settings``, with our default drivers and the password filled in."""
+    raw = settings.database.get_secret_value()
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"cannot parse database URL {mask_url(raw)}",
+            hint="use a URL such as postgresql://user@host:5432/db or sqlite:///file.db",
+        ) from exc
+    if url.drivername in _DEFAULT_DRIVERS:
+        url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
+    if url.password is None and url.get_backend_name() != "sqlite":
+        password = _password_from(settings.password_file)
+        if password is not None:
+            url = url.set(password=password)
+    return url
+
+
+def _password_from(path: Path | None) -> str | None:
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise ConfigError(
+                f"cannot read password_file {path}: {exc.__class__.__name__}",
+                hint="point password_file at a readable file whose first line is the password",
+            ) from exc
+    return os.environ.get("LIBERATE_DB_PASSWORD")
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` with any password replaced by ``***``; safe to print."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def create_engine(settings: DatabaseSettings, **kwargs: Any) -> Engine:
+    """An engine for ``settings``; the driver import error says what to install."""
+    url = database_url(settings)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        options = {}
+        _ensure_sqlite_parent(url)
+    options.update(kwargs)
+    try:
+        return sa.create_engine(url, **options)
+    except ModuleNotFoundError as exc:
+        raise FatalError(
+            f"the driver for {url.drivername} is not installed ({exc.name})",
+            hint=f"pip install {exc.name}",
+        ) from exc
+
+
+def _ensure_sqlite_parent(url: URL) -> None:
+    if url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
