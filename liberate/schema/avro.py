@@ -32,11 +32,7 @@ class AvroSchema:
     __slots__ = ("__dict__", "schema")
 
     def __init__(self, schema: Mapping[str, Any] | str | list[Any]) -> None:
-        if isinstance(schema, str):
-            parsed = json.loads(schema)
-        else:
-            parsed = schema
-        self.schema: Any = parsed
+        self.schema: Any = json.loads(schema) if isinstance(schema, str) else schema
 
     @cached_property
     def canonical(self) -> str:

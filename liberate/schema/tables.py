@@ -1,0 +1,136 @@
+"""The Avro view of a database table, derived from the catalog through SQLAlchemy reflection.
+
+A ``TableSchema`` is built once per table and reused for every row: it holds the key and value
+schemas (entity shape: the row as it is) and a converter from driver rows to Avro-ready values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from liberate.errors import PrerequisiteError
+from liberate.schema.avro import AvroSchema
+from liberate.schema.types import COLUMN_ATTRIBUTE, AvroColumn, Converter, avro_column, avro_name
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """Key and value schemas of one table, and how to turn its rows into Avro values.
+
+    ``columns`` are the database column names in select order; ``fields`` the Avro field names
+    (the same unless a column name is not a valid Avro name).
+    """
+
+    namespace: str
+    table: str
+    schema: str | None
+    columns: tuple[str, ...]
+    fields: tuple[str, ...]
+    key_columns: tuple[str, ...]
+    key_schema: AvroSchema
+    value_schema: AvroSchema
+    row_fields: tuple[dict[str, Any], ...]
+    _converters: tuple[tuple[int, Converter], ...] = field(repr=False, default=())
+    _key_positions: tuple[int, ...] = field(repr=False, default=())
+
+    def value_of(self, row: Sequence[Any]) -> dict[str, Any]:
+        """The Avro value of a row given in ``columns`` order."""
+        if self._converters:
+            values = list(row)
+            for index, convert in self._converters:
+                item = values[index]
+                if item is not None:
+                    values[index] = convert(item)
+            return dict(zip(self.fields, values, strict=True))
+        return dict(zip(self.fields, row, strict=True))
+
+    def key_of(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        """The key record of a value produced by ``value_of``."""
+        return {self.fields[i]: value[self.fields[i]] for i in self._key_positions}
+
+
+def build_table_schema(
+    table: sa.Table,
+    *,
+    namespace: str,
+    key_columns: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> TableSchema:
+    """Derive the schemas of ``table`` (reflected) under the Avro ``namespace``.
+
+    ``key_columns`` overrides the primary key; a table with neither raises
+    ``PrerequisiteError``. ``columns`` restricts and orders the value columns.
+    """
+    where = f"{table.schema}.{table.name}" if table.schema else table.name
+    selected = [table.c[name] for name in columns] if columns else list(table.columns)
+    keys = list(key_columns) if key_columns else [c.name for c in table.primary_key.columns]
+    if not keys:
+        raise PrerequisiteError(
+            f"table {where} has no primary key",
+            hint="add a primary key, or set key_columns: [...] to the columns that identify a row",
+        )
+    missing = [k for k in keys if k not in {c.name for c in selected}]
+    if missing:
+        raise PrerequisiteError(
+            f"key column(s) {', '.join(missing)} not found in table {where}",
+            hint="key_columns must name columns of the table",
+        )
+    ns = ".".join(avro_name(part) for part in namespace.split("."))
+    row_fields: list[dict[str, Any]] = []
+    converters: list[tuple[int, Converter]] = []
+    names: list[str] = []
+    for index, column in enumerate(selected):
+        mapped: AvroColumn = avro_column(column, where=f"{where}.{column.name}")
+        name = avro_name(column.name)
+        spec: dict[str, Any] = {"name": name}
+        # Key columns are never null in the key record, whatever the catalog says.
+        nullable = bool(column.nullable) and column.name not in keys
+        spec["type"] = ["null", mapped.type] if nullable else mapped.type
+        if nullable:
+            spec["default"] = None
+        if name != column.name:
+            spec[COLUMN_ATTRIBUTE] = column.name
+        row_fields.append(spec)
+        names.append(name)
+        if mapped.convert is not None:
+            converters.append((index, mapped.convert))
+    if len(set(names)) != len(names):
+        raise PrerequisiteError(
+            f"table {where} has column names that collide once made valid Avro names",
+            hint="select the columns with distinct aliases in a custom query",
+        )
+    column_names = [c.name for c in selected]
+    key_positions = tuple(column_names.index(k) for k in keys)
+    value_schema = AvroSchema(
+        {"type": "record", "name": "Value", "namespace": ns, "fields": row_fields}
+    )
+    key_fields = [dict(row_fields[i], type=_not_null(row_fields[i]["type"])) for i in key_positions]
+    for spec in key_fields:
+        spec.pop("default", None)
+    key_schema = AvroSchema(
+        {"type": "record", "name": "Key", "namespace": ns, "fields": key_fields}
+    )
+    return TableSchema(
+        namespace=ns,
+        table=table.name,
+        schema=table.schema,
+        columns=tuple(column_names),
+        fields=tuple(names),
+        key_columns=tuple(keys),
+        key_schema=key_schema,
+        value_schema=value_schema,
+        row_fields=tuple(row_fields),
+        _converters=tuple(converters),
+        _key_positions=key_positions,
+    )
+
+
+def _not_null(field_type: Any) -> Any:
+    if isinstance(field_type, list):
+        others = [t for t in field_type if t != "null"]
+        return others[0] if len(others) == 1 else others
+    return field_type

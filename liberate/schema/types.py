@@ -1,0 +1,273 @@
+"""The type contract: database column types to Avro types and back (docs/types.md).
+
+``avro_column`` maps one reflected SQLAlchemy column to an Avro field type plus the converter
+that turns a driver value into the value fastavro encodes; ``sql_type`` maps an Avro field type
+back to the SQLAlchemy type a sink creates. Both directions live here so the contract has one
+home. A type with no mapping raises ``UnsupportedTypeError`` naming the column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+
+from liberate.errors import RecordError, UnsupportedTypeError
+
+Converter = Callable[[Any], Any]
+
+#: marker on string fields that hold JSON text (Debezium's semantic type name)
+JSON_NAME = "io.debezium.data.Json"
+#: marker on string fields that hold an unconstrained NUMERIC as exact decimal text
+VARIABLE_DECIMAL_NAME = "liberate.data.VariableDecimal"
+#: field attribute keeping the original column name when it is not a valid Avro name
+COLUMN_ATTRIBUTE = "liberate.column"
+
+_AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UTC = dt.UTC
+
+
+@dataclass(frozen=True, slots=True)
+class AvroColumn:
+    """One column as Avro sees it: field type (without the null union) and value converter."""
+
+    type: Any
+    convert: Converter | None = None
+
+
+def avro_name(name: str) -> str:
+    """A valid Avro name for ``name``: invalid characters become ``_``; no leading digit."""
+    if _AVRO_NAME.match(name):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not cleaned or not (cleaned[0].isalpha() or cleaned[0] == "_"):
+        cleaned = "_" + cleaned
+    return cleaned
+
+
+def decimal_type(precision: int, scale: int) -> dict[str, Any]:
+    return {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}
+
+
+def avro_column(column: sa.Column[Any] | Any, *, where: str) -> AvroColumn:
+    """The Avro mapping of a reflected column; ``where`` (``table.column``) names it in errors."""
+    col_type = column.type
+    for kind, mapper in _MAPPERS:
+        if isinstance(col_type, kind):
+            mapped = mapper(col_type)
+            if mapped is not None:
+                return mapped
+    raise UnsupportedTypeError(
+        f"column {where} has type {col_type!r}, which has no Avro mapping yet",
+        hint="exclude the column (a custom query selecting supported columns or a cast), "
+        "or see docs/types.md for the supported types",
+    )
+
+
+def _integer(t: sa.Integer) -> AvroColumn:
+    unsigned = bool(getattr(t, "unsigned", False))
+    if isinstance(t, sa.BigInteger):
+        # BIGINT UNSIGNED goes past 2**63-1: exact as decimal(20,0), never wrapped.
+        return AvroColumn(decimal_type(20, 0), _to_decimal) if unsigned else AvroColumn("long")
+    if isinstance(t, sa.SmallInteger | mysql.TINYINT | mysql.SMALLINT):
+        return AvroColumn("int")
+    if isinstance(t, mysql.MEDIUMINT):
+        return AvroColumn("int")
+    return AvroColumn("long") if unsigned else AvroColumn("int")
+
+
+def _numeric(t: sa.Numeric[Any]) -> AvroColumn:
+    if isinstance(t, sa.Float):
+        if isinstance(t, sa.REAL) or (isinstance(t, mysql.FLOAT) and not t.precision):
+            return AvroColumn("float", _to_float)
+        return AvroColumn("double", _to_float)
+    if t.precision is None:
+        # Unconstrained NUMERIC has no fixed scale: exact decimal text, never rounded.
+        return AvroColumn({"type": "string", "connect.name": VARIABLE_DECIMAL_NAME}, _decimal_text)
+    scale = t.scale or 0
+    return AvroColumn(decimal_type(t.precision, scale), _to_decimal)
+
+
+def _string(t: sa.String) -> AvroColumn:
+    return AvroColumn("string", _to_str)
+
+
+def _datetime(t: sa.DateTime) -> AvroColumn:
+    if isinstance(t, mysql.TIMESTAMP):
+        # MySQL TIMESTAMP is an instant; sources read it with the session time zone at UTC.
+        return AvroColumn({"type": "long", "logicalType": "timestamp-micros"}, _naive_as_utc)
+    if t.timezone:
+        return AvroColumn({"type": "long", "logicalType": "timestamp-micros"}, _aware)
+    return AvroColumn({"type": "long", "logicalType": "local-timestamp-micros"}, _naive)
+
+
+def _json(t: sa.JSON) -> AvroColumn:
+    return AvroColumn({"type": "string", "connect.name": JSON_NAME}, _json_text)
+
+
+_Mapper = Callable[[Any], AvroColumn | None]
+_MAPPERS: tuple[tuple[Any, _Mapper], ...] = (
+    (sa.Boolean, lambda t: AvroColumn("boolean")),
+    (sa.Integer, _integer),
+    (sa.Numeric, _numeric),
+    (sa.Enum, _string),
+    (sa.String, _string),
+    (sa.DateTime, _datetime),
+    (sa.Date, lambda t: AvroColumn({"type": "int", "logicalType": "date"})),
+    (sa.Time, lambda t: AvroColumn({"type": "long", "logicalType": "time-micros"}, _to_time)),
+    (sa.JSON, _json),
+    (sa.Uuid, lambda t: AvroColumn({"type": "string", "logicalType": "uuid"}, _uuid_text)),
+    (sa.LargeBinary | mysql.BINARY | mysql.VARBINARY | sa.BINARY | sa.VARBINARY,
+     lambda t: AvroColumn("bytes", _to_bytes)),
+    (sa.Text, _string),
+)
+
+
+def _to_decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _to_float(value: Any) -> float:
+    return float(value)
+
+
+def _decimal_text(value: Any) -> str:
+    return str(value) if isinstance(value, Decimal) else str(Decimal(str(value)))
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(
+                "text column holds bytes that are not valid UTF-8",
+                hint="fix the data or the column's character set",
+            ) from exc
+    return str(value)
+
+
+def _to_bytes(value: Any) -> bytes:
+    return bytes(value)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=_UTC)
+    return value
+
+
+def _naive_as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=_UTC) if value.tzinfo is None else value
+
+
+def _naive(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        return value.astimezone(_UTC).replace(tzinfo=None)
+    return value
+
+
+def _to_time(value: Any) -> dt.time:
+    if isinstance(value, dt.timedelta):
+        # PyMySQL returns TIME as a duration; only a time of day fits Avro time-micros.
+        if not dt.timedelta(0) <= value < dt.timedelta(days=1):
+            raise RecordError(f"TIME value {value} is not a time of day (00:00..23:59:59)")
+        return (dt.datetime.min + value).time()
+    if isinstance(value, dt.time):
+        return value.replace(tzinfo=None) if value.tzinfo else value
+    raise RecordError(f"cannot read {value!r} as a time of day")
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _uuid_text(value: Any) -> str:
+    return str(value) if isinstance(value, uuid.UUID) else str(uuid.UUID(str(value)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Avro back to SQL, for sinks that create and evolve tables.
+
+
+def unwrap_nullable(field_type: Any) -> tuple[Any, bool]:
+    """``(type, nullable)`` of an Avro field type, unwrapping a ``["null", T]`` union."""
+    if isinstance(field_type, list):
+        others = [t for t in field_type if t != "null"]
+        if len(others) == 1:
+            return others[0], len(others) != len(field_type)
+        raise UnsupportedTypeError(f"Avro union {field_type} has no single SQL type")
+    return field_type, False
+
+
+def sql_type(field_type: Any, *, key: bool = False) -> sa.types.TypeEngine[Any]:
+    """The SQLAlchemy type a sink creates for an Avro field type (nullability unwrapped first).
+
+    ``key`` columns that hold text get a bounded VARCHAR, which MySQL needs to index them.
+    """
+    base, _ = unwrap_nullable(field_type)
+    if isinstance(base, str):
+        primitive: Any = base
+        logical: Any = None
+        props: dict[str, Any] = {}
+    elif isinstance(base, dict):
+        primitive, logical, props = base.get("type"), base.get("logicalType"), base
+    else:
+        raise UnsupportedTypeError(f"Avro type {base!r} has no SQL mapping")
+    if logical == "decimal":
+        return sa.Numeric(int(props["precision"]), int(props.get("scale", 0)))
+    if logical == "timestamp-micros" or logical == "timestamp-millis":
+        return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    if logical in ("local-timestamp-micros", "local-timestamp-millis"):
+        return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    if logical == "date":
+        return sa.Date()
+    if logical in ("time-micros", "time-millis"):
+        return sa.Time().with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
+    if logical == "uuid":
+        return sa.Uuid(as_uuid=False)
+    connect_name = props.get("connect.name") if isinstance(props, dict) else None
+    if primitive == "string" and connect_name == JSON_NAME:
+        return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    if primitive == "string" and connect_name == VARIABLE_DECIMAL_NAME:
+        return sa.Numeric().with_variant(mysql.DECIMAL(65, 30), "mysql", "mariadb")
+    simple: dict[str, sa.types.TypeEngine[Any]] = {
+        "boolean": sa.Boolean(),
+        "int": sa.Integer(),
+        "long": sa.BigInteger(),
+        "float": sa.REAL(),
+        "double": sa.Double(),
+        "bytes": sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"),
+        "string": (
+            sa.String(255) if key else sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+        ),
+    }
+    if primitive in simple:
+        return simple[primitive]
+    raise UnsupportedTypeError(f"Avro type {base!r} has no SQL mapping")
+
+
+def from_avro_value(field_type: Any, value: Any) -> Any:
+    """Turn a decoded Avro value into what the SQL type of ``sql_type(field_type)`` binds."""
+    if value is None:
+        return None
+    base, _ = unwrap_nullable(field_type)
+    if isinstance(base, dict) and base.get("type") == "string":
+        name = base.get("connect.name")
+        if name == JSON_NAME:
+            return json.loads(value)
+        if name == VARIABLE_DECIMAL_NAME:
+            return Decimal(value)
+    return value
