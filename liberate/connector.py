@@ -79,6 +79,10 @@ class Source(ABC):
     def stop(self) -> None:  # noqa: B027 - optional hook
         """Ask a blocking ``poll`` to return soon. Thread-safe."""
 
+    def compacts(self, topic: str) -> bool:
+        """Whether ``topic`` holds entity state (created compacted) rather than a change log."""
+        return False
+
     def status(self) -> ConnectorStatus:
         """Position and lag, for ``liberate status``."""
         return ConnectorStatus()

@@ -7,6 +7,10 @@ decoded again, with the stream coordinates it must commit.
 
 Partitions and offsets are small maps of primitives, as in Kafka Connect: the offset of a
 record is the position *after* it, so storing it and resuming from it never replays it.
+
+The per-record classes are plain slotted dataclasses, not frozen ones: a frozen dataclass costs
+about 1 µs more per construction, which is a tenth of the whole per-record budget. Treat them
+as immutable all the same.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ Primitive = str | int | float | bool | None
 Headers = tuple[tuple[str, bytes], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceRecord:
     """One event produced by a source, before serialization.
 
@@ -48,7 +52,7 @@ class TopicPartition:
     partition: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamRecord:
     """A serialized record as the stream backend stores it (Confluent wire format bytes)."""
 
@@ -59,7 +63,7 @@ class StreamRecord:
     timestamp_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConsumedRecord:
     """A record read back from the stream backend, with its coordinates."""
 
@@ -72,7 +76,7 @@ class ConsumedRecord:
     timestamp_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SinkRecord:
     """A consumed record decoded for a sink: Python values plus the Avro schemas they came with.
 
