@@ -1,0 +1,93 @@
+"""Shared pieces of the benchmarks: a PostgreSQL to measure against, timing, child RSS, output.
+
+A benchmark runs liberate and its baselines in the same process run, alternating when asked to
+repeat, because these machines are noisy: compare the ratios, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Measurement:
+    """One timed run of one contender."""
+
+    name: str
+    rows: int
+    seconds: float
+    peak_rss_mb: float | None = None
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else float("inf")
+
+
+@contextmanager
+def postgres(url_env: str = "LIBERATE_BENCH_POSTGRES_URL") -> Iterator[str]:
+    """An admin URL of a PostgreSQL: ``$LIBERATE_BENCH_POSTGRES_URL``, or a throwaway cluster."""
+    external = os.environ.get(url_env)
+    if external:
+        yield external
+        return
+    from tests.servers import PostgresCluster
+
+    cluster = PostgresCluster(durable=True).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def timed(name: str, rows: int, action: Callable[[], object]) -> Measurement:
+    """Time ``action`` (which handles ``rows`` rows) in this process."""
+    start = time.perf_counter()
+    action()
+    return Measurement(name, rows, time.perf_counter() - start)
+
+
+def timed_child(name: str, rows: int, argv: Sequence[str], env: dict[str, str] | None = None
+                ) -> Measurement:
+    """Run ``argv`` as a child process; its wall time and peak RSS (from wait4)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(list(argv), env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{name}: {' '.join(argv)} exited with {code}")
+    return Measurement(name, rows, seconds, usage.ru_maxrss / 1024)
+
+
+def self_peak_rss_mb() -> float:
+    """Peak RSS of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> str:
+    """A one-line description of where the numbers were taken."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def table(measurements: Sequence[Measurement], reference: str) -> str:
+    """A markdown table of ``measurements`` with the ratio of each to ``reference``."""
+    ref = next(m for m in measurements if m.name == reference)
+    lines = [
+        "| contender | rows | seconds | rows/s | ratio to " + reference + " | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in measurements:
+        rss = f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "n/a"
+        lines.append(
+            f"| {m.name} | {m.rows:,} | {m.seconds:.2f} | {m.rows_per_s:,.0f} | "
+            f"{m.rows_per_s / ref.rows_per_s:.2f} | {rss} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Bulk load of a 1,000,000-row PostgreSQL table into the embedded stream, Avro-encoded and
+durable, next to ``COPY t TO '/dev/null'`` and a plain psycopg server-side-cursor fetch.
+
+    .venv/bin/python -m benchmarks.bulk_postgres [--rows N] [--repeat K]
+
+Uses ``$LIBERATE_BENCH_POSTGRES_URL`` (an admin URL) or starts a throwaway cluster. liberate
+runs as a child process (`liberate run FILE --once`), so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from benchmarks._harness import Measurement, machine, postgres, table, timed, timed_child
+
+TABLE = "bench_bulk"
+
+CREATE = """
+CREATE TABLE bench_bulk (
+    id bigint PRIMARY KEY,
+    customer_id integer NOT NULL,
+    note text NOT NULL,
+    amount numeric(12, 2) NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    attributes jsonb NOT NULL
+)
+"""
+
+FILL = """
+INSERT INTO bench_bulk
+SELECT g,
+       (g * 7919) % 100000,
+       md5(g::text) || ' order note ' || (g % 1000),
+       ((g * 37) % 1000000) / 100.0,
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+       timestamptz '2024-06-01 00:00:00+00' + g * interval '1 second',
+       jsonb_build_object('channel', 'web', 'priority', g % 5, 'tags', jsonb_build_array('a', 'b'))
+FROM generate_series(1, %s) AS g
+"""
+
+RUN_FILE = """\
+streams:
+  backend: embedded
+  path: {streams}
+sources:
+  - name: bench
+    connector: query
+    database: {url}
+    tables: [{table}]
+    mode: bulk
+"""
+
+
+def prepare(url: str, rows: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")  # noqa: S608 - constant name
+        conn.execute(CREATE)
+        conn.execute(FILL, (rows,))
+        conn.execute(f"VACUUM ANALYZE {TABLE}")  # noqa: S608
+        size = conn.execute("SELECT pg_total_relation_size(%s)", (TABLE,)).fetchone()
+        print(f"prepared {rows:,} rows, {size[0] / rows if size else 0:.0f} bytes/row on disk")
+
+
+def copy_to_dev_null(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("COPY {} TO '/dev/null'").format(sql.Identifier(TABLE)))
+
+
+def server_side_cursor(url: str) -> int:
+    count = 0
+    with psycopg.connect(url) as conn, conn.cursor(name="bench") as cur:
+        cur.itersize = 10_000
+        cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(TABLE)))
+        for _ in cur:
+            count += 1
+    return count
+
+
+def liberate_bulk(url: str, rows: int, workdir: Path, attempt: int) -> Measurement:
+    streams = workdir / f"streams-{attempt}.db"
+    run_file = workdir / f"bulk-{attempt}.yaml"
+    run_file.write_text(RUN_FILE.format(streams=streams, url=url, table=TABLE))
+    measurement = timed_child(
+        "liberate bulk -> embedded (Avro, durable)",
+        rows,
+        [sys.executable, "-m", "liberate", "run", str(run_file), "--once"],
+    )
+    with sqlite3.connect(streams) as db:
+        (stored,) = db.execute("SELECT count(*) FROM records").fetchone()
+    if stored != rows:
+        raise SystemExit(f"liberate stored {stored} records, expected {rows}")
+    streams.unlink()
+    return measurement
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    results: dict[str, list[Measurement]] = {}
+    with postgres() as url, tempfile.TemporaryDirectory(prefix="liberate-bench-") as tmp:
+        prepare(url, args.rows)
+        for attempt in range(args.repeat):
+            for m in (
+                timed("COPY t TO '/dev/null' (server)", args.rows, lambda: copy_to_dev_null(url)),
+                timed("psycopg 3 server-side cursor fetch", args.rows,
+                      lambda: server_side_cursor(url)),
+                liberate_bulk(url, args.rows, Path(tmp), attempt),
+            ):
+                results.setdefault(m.name, []).append(m)
+    best = [min(runs, key=lambda m: m.seconds) for runs in results.values()]
+    print(f"\n{machine()}; best of {args.repeat}\n")
+    print(table(best, reference="psycopg 3 server-side cursor fetch"))
+
+
+if __name__ == "__main__":
+    main()

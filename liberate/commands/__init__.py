@@ -1,0 +1,1 @@
+"""The CLI verbs, one module each; ``liberate.cli`` parses arguments and dispatches here."""
