@@ -59,13 +59,21 @@ def build_table_schema(
     namespace: str,
     key_columns: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
+    dialect: str | None = None,
 ) -> TableSchema:
     """Derive the schemas of ``table`` (reflected) under the Avro ``namespace``.
 
     ``key_columns`` overrides the primary key; a table with neither raises
-    ``PrerequisiteError``. ``columns`` restricts and orders the value columns.
+    ``PrerequisiteError``. ``columns`` restricts and orders the value columns. ``dialect`` is
+    the name of the dialect the table was reflected from (see ``avro_column``).
     """
     where = f"{table.schema}.{table.name}" if table.schema else table.name
+    unknown = [name for name in columns or () if name not in table.c]
+    if unknown:
+        raise PrerequisiteError(
+            f"column(s) {', '.join(unknown)} not found in table {where}",
+            hint="columns must name columns of the table (check the spelling and the case)",
+        )
     selected = [table.c[name] for name in columns] if columns else list(table.columns)
     keys = list(key_columns) if key_columns else [c.name for c in table.primary_key.columns]
     if not keys:
@@ -75,16 +83,18 @@ def build_table_schema(
         )
     missing = [k for k in keys if k not in {c.name for c in selected}]
     if missing:
+        place = "the selected columns of table" if columns else "table"
         raise PrerequisiteError(
-            f"key column(s) {', '.join(missing)} not found in table {where}",
-            hint="key_columns must name columns of the table",
+            f"key column(s) {', '.join(missing)} not found in {place} {where}",
+            hint="key_columns must name columns of the table, and selected columns must "
+            "include the key",
         )
     ns = ".".join(avro_name(part) for part in namespace.split("."))
     row_fields: list[dict[str, Any]] = []
     converters: list[tuple[int, Converter]] = []
     names: list[str] = []
     for index, column in enumerate(selected):
-        mapped: AvroColumn = avro_column(column, where=f"{where}.{column.name}")
+        mapped: AvroColumn = avro_column(column, where=f"{where}.{column.name}", dialect=dialect)
         name = avro_name(column.name)
         spec: dict[str, Any] = {"name": name}
         # Key columns are never null in the key record, whatever the catalog says.

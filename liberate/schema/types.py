@@ -57,19 +57,34 @@ def decimal_type(precision: int, scale: int) -> dict[str, Any]:
     return {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}
 
 
-def avro_column(column: sa.Column[Any] | Any, *, where: str) -> AvroColumn:
-    """The Avro mapping of a reflected column; ``where`` (``table.column``) names it in errors."""
+def avro_column(
+    column: sa.Column[Any] | Any, *, where: str, dialect: str | None = None
+) -> AvroColumn:
+    """The Avro mapping of a reflected column; ``where`` (``table.column``) names it in errors.
+
+    ``dialect`` is the SQLAlchemy dialect name the column was reflected from: SQLite reflects
+    its types with the same classes as PostgreSQL but stores every INTEGER in up to 8 bytes and
+    every REAL as an 8-byte double, so ``"sqlite"`` widens int to long and float to double.
+    """
     col_type = column.type
     for kind, mapper in _MAPPERS:
         if isinstance(col_type, kind):
             mapped = mapper(col_type)
             if mapped is not None:
-                return mapped
+                return _sqlite_storage(mapped) if dialect == "sqlite" else mapped
     raise UnsupportedTypeError(
         f"column {where} has type {col_type!r}, which has no Avro mapping yet",
         hint="exclude the column (a custom query selecting supported columns or a cast), "
         "or see docs/types.md for the supported types",
     )
+
+
+def _sqlite_storage(mapped: AvroColumn) -> AvroColumn:
+    if mapped.type == "int":
+        return AvroColumn("long", mapped.convert)
+    if mapped.type == "float":
+        return AvroColumn("double", mapped.convert)
+    return mapped
 
 
 def _integer(t: sa.Integer) -> AvroColumn:
@@ -84,11 +99,13 @@ def _integer(t: sa.Integer) -> AvroColumn:
     return AvroColumn("long") if unsigned else AvroColumn("int")
 
 
+def _float(t: sa.Float[Any]) -> AvroColumn:
+    if isinstance(t, sa.REAL) or (isinstance(t, mysql.FLOAT) and not t.precision):
+        return AvroColumn("float", _to_float)
+    return AvroColumn("double", _to_float)
+
+
 def _numeric(t: sa.Numeric[Any]) -> AvroColumn:
-    if isinstance(t, sa.Float):
-        if isinstance(t, sa.REAL) or (isinstance(t, mysql.FLOAT) and not t.precision):
-            return AvroColumn("float", _to_float)
-        return AvroColumn("double", _to_float)
     if t.precision is None:
         # Unconstrained NUMERIC has no fixed scale: exact decimal text, never rounded.
         return AvroColumn({"type": "string", "connect.name": VARIABLE_DECIMAL_NAME}, _decimal_text)
@@ -117,6 +134,8 @@ _Mapper = Callable[[Any], AvroColumn | None]
 _MAPPERS: tuple[tuple[Any, _Mapper], ...] = (
     (sa.Boolean, lambda t: AvroColumn("boolean")),
     (sa.Integer, _integer),
+    # Before Numeric: Float subclasses Numeric in SQLAlchemy 2.0 but no longer in 2.1.
+    (sa.Float, _float),
     (sa.Numeric, _numeric),
     (sa.Enum, _string),
     (sa.String, _string),
@@ -270,4 +289,7 @@ def from_avro_value(field_type: Any, value: Any) -> Any:
             return json.loads(value)
         if name == VARIABLE_DECIMAL_NAME:
             return Decimal(value)
+        if base.get("logicalType") == "uuid" and isinstance(value, uuid.UUID):
+            # fastavro reads uuid as uuid.UUID; sql_type's Uuid(as_uuid=False) binds text.
+            return str(value)
     return value

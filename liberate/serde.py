@@ -1,0 +1,236 @@
+"""The runtime's serializer and deserializer: records to Confluent wire-format bytes and back.
+
+``RecordSerializer`` turns a source's ``SourceRecord`` values into ``StreamRecord`` bytes,
+registering each key and value schema under its subject; ``RecordDeserializer`` turns
+consumed bytes back into ``SinkRecord`` values with the schemas they were written with.
+
+Speed matters here (every record of every source passes through): the registry is asked once
+per (subject, schema), encoders are found by the schema object's identity (and reused from the
+previous record, since sources emit runs of one table), and decoders by the 5-byte wire header,
+so a record costs little more than the Avro encoding itself (benchmarks/serde_encode.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from liberate.errors import ConfigError, FatalError, RecordError
+from liberate.records import ConsumedRecord, SinkRecord, SourceRecord, StreamRecord
+from liberate.schema.avro import AvroSchema, decode, schema_id_of, wire_header
+from liberate.schema.registry import SchemaRegistry
+
+SubjectStrategy = Literal["topic", "record", "topic_record"]
+SUBJECT_STRATEGIES: tuple[SubjectStrategy, ...] = ("topic", "record", "topic_record")
+
+# (schema, topic, wire header, writer); holding the schema keeps its id() from being reused
+# by another object while the entry is cached.
+_Encoder = tuple[AvroSchema | None, str | None, bytes, Callable[[bytearray, Any], None]]
+# Sources build a schema once per table; past this many schema objects one is being built
+# per record, and the identity cache is dropped rather than grown without bound.
+_MAX_ENCODERS = 4096
+
+
+def _no_writer(out: bytearray, datum: Any) -> None:
+    raise AssertionError("placeholder encoder used")
+
+
+# Matches no record: its topic is None, and every record has a topic.
+_NO_ENCODER: _Encoder = (None, None, b"", _no_writer)
+
+
+def subject_name(strategy: SubjectStrategy, topic: str, schema: AvroSchema, *, is_key: bool) -> str:
+    """The registry subject of a key or value schema under ``strategy`` (Confluent's names).
+
+    ``topic``: ``<topic>-key`` / ``<topic>-value``; ``record``: the record's full name;
+    ``topic_record``: ``<topic>-<record full name>``.
+    """
+    if strategy == "topic":
+        return f"{topic}-key" if is_key else f"{topic}-value"
+    name = schema.name
+    if not name:
+        raise FatalError(
+            f"the {'key' if is_key else 'value'} schema of topic {topic} is not a named record, "
+            f"so the {strategy!r} subject strategy cannot name its subject",
+            hint="use streams.subject_name_strategy: topic",
+        )
+    return name if strategy == "record" else f"{topic}-{name}"
+
+
+class RecordSerializer:
+    """Encodes source records in the Confluent wire format, registering their schemas.
+
+    Threading: one serializer is shared by every source task; ``serialize`` may run in
+    several threads at once (the caches are only ever extended, the registry is thread-safe).
+    """
+
+    def __init__(
+        self, registry: SchemaRegistry, *, subject_strategy: SubjectStrategy = "topic"
+    ) -> None:
+        if subject_strategy not in SUBJECT_STRATEGIES:
+            raise ConfigError(
+                f"unknown subject name strategy {subject_strategy!r}",
+                hint=f"use one of {', '.join(SUBJECT_STRATEGIES)}",
+            )
+        self.registry = registry
+        self.subject_strategy: SubjectStrategy = subject_strategy
+        self._encoders: dict[tuple[str, bool, int], _Encoder] = {}
+        self._ids: dict[tuple[str, str], int] = {}
+
+    def serialize(self, records: Sequence[SourceRecord]) -> list[StreamRecord]:
+        """The wire-format records of ``records``, in order.
+
+        A None key or value stays None (a tombstone for the value); headers pass through and
+        a missing timestamp becomes now (one instant per call). A value that does not fit its
+        schema raises ``RecordError`` naming the topic, the key and the field; a breaking
+        schema change raises ``SchemaCompatibilityError`` from the registry.
+        """
+        now_ms = time.time_ns() // 1_000_000
+        result: list[StreamRecord] = []
+        append = result.append
+        # Sources emit runs of one table: the encoders of the previous record usually fit.
+        key_encoder = value_encoder = _NO_ENCODER
+        for record in records:
+            topic = record.topic
+            key: bytes | None = None
+            value: bytes | None = None
+            part = "key"
+            try:
+                datum = record.key
+                if datum is not None:
+                    if key_encoder[0] is not record.key_schema or key_encoder[1] != topic:
+                        key_encoder = self._encoder(record, is_key=True)
+                    buf = bytearray(key_encoder[2])
+                    key_encoder[3](buf, datum)
+                    key = bytes(buf)
+                part = "value"
+                datum = record.value
+                if datum is not None:
+                    if value_encoder[0] is not record.value_schema or value_encoder[1] != topic:
+                        value_encoder = self._encoder(record, is_key=False)
+                    buf = bytearray(value_encoder[2])
+                    value_encoder[3](buf, datum)
+                    value = bytes(buf)
+            except RecordError as exc:
+                raise _serialize_error(record, exc, part=part) from exc
+            timestamp = record.timestamp_ms
+            append(
+                StreamRecord(
+                    topic, key, value, record.headers, now_ms if timestamp is None else timestamp
+                )
+            )
+        return result
+
+    def _encoder(self, record: SourceRecord, *, is_key: bool) -> _Encoder:
+        schema = record.key_schema if is_key else record.value_schema
+        cache_key = (record.topic, is_key, id(schema))
+        cached = self._encoders.get(cache_key)
+        if cached is not None and cached[0] is schema:
+            return cached
+        if schema is None:
+            part = "key" if is_key else "value"
+            raise FatalError(
+                f"a record for topic {record.topic} has a {part} but no {part} schema",
+                hint="this is a bug in the source connector: report it with the topic",
+            )
+        subject = subject_name(self.subject_strategy, record.topic, schema, is_key=is_key)
+        schema_id = self._ids.get((subject, schema.fingerprint))
+        if schema_id is None:
+            schema_id = self.registry.register(subject, schema)
+            self._ids[(subject, schema.fingerprint)] = schema_id
+        encoder: _Encoder = (schema, record.topic, wire_header(schema_id), schema.writer)
+        if len(self._encoders) >= _MAX_ENCODERS:
+            self._encoders.clear()
+        self._encoders[cache_key] = encoder
+        return encoder
+
+
+def _serialize_error(record: SourceRecord, exc: RecordError, *, part: str) -> RecordError:
+    origin = f"topic {record.topic}, key {_shown(record.key)}"
+    return RecordError(
+        f"cannot serialize the {part} of a record for {origin}: {exc.message}",
+        origin=origin,
+        hint=exc.hint,
+    )
+
+
+def _shown(key: Mapping[str, Any] | None) -> str:
+    text = repr(dict(key)) if key is not None else "None"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class RecordDeserializer:
+    """Decodes consumed wire-format records, resolving schema ids through the registry.
+
+    Threading: may be shared by several sink tasks (the schema cache is only ever extended).
+    """
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self.registry = registry
+        # wire header (magic byte + id) -> schema: one slice and one lookup per message
+        self._by_header: dict[bytes, AvroSchema] = {}
+
+    def deserialize(self, records: Sequence[ConsumedRecord]) -> list[SinkRecord]:
+        """The decoded records of ``records``, in order, with the schemas they were written with.
+
+        A None key or value stays None. Bytes that are not a wire-format Avro record raise
+        ``RecordError`` whose ``origin`` is the record's topic, partition and offset; an id
+        the registry does not know raises its ``FatalError``.
+        """
+        result: list[SinkRecord] = []
+        append = result.append
+        decode_part = self._decode
+        for record in records:
+            key, key_schema = decode_part(record, record.key, "key")
+            value, value_schema = decode_part(record, record.value, "value")
+            append(
+                SinkRecord(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    key,
+                    value,
+                    key_schema,
+                    value_schema,
+                    record.headers,
+                    record.timestamp_ms,
+                )
+            )
+        return result
+
+    def schema(self, schema_id: int) -> AvroSchema:
+        """The schema of ``schema_id``, from the cache or the registry."""
+        header = wire_header(schema_id)
+        schema = self._by_header.get(header)
+        if schema is None:
+            schema = self._by_header.setdefault(header, self.registry.schema_by_id(schema_id))
+        return schema
+
+    def _decode(
+        self, record: ConsumedRecord, data: bytes | None, part: str
+    ) -> tuple[Mapping[str, Any] | None, AvroSchema | None]:
+        if data is None:
+            return None, None
+        try:
+            schema = self._by_header.get(data[:5])
+            if schema is None:
+                schema = self.schema(schema_id_of(data))
+            datum = decode(data, schema)
+        except RecordError as exc:
+            raise _deserialize_error(record, part, exc.message, exc.hint) from exc
+        if type(datum) is not dict and not isinstance(datum, Mapping):
+            raise _deserialize_error(
+                record,
+                part,
+                f"it decodes to a {type(datum).__name__}, not a record",
+                "liberate sinks read topics whose keys and values are Avro records",
+            )
+        return datum, schema
+
+
+def _deserialize_error(
+    record: ConsumedRecord, part: str, reason: str, hint: str | None
+) -> RecordError:
+    origin = f"{record.topic} partition {record.partition} offset {record.offset}"
+    return RecordError(f"cannot decode the {part} of {origin}: {reason}", origin=origin, hint=hint)
