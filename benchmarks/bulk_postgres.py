@@ -37,12 +37,12 @@ CREATE TABLE bench_bulk (
 FILL = """
 INSERT INTO bench_bulk
 SELECT g,
-       (g * 7919) % 100000,
-       md5(g::text) || ' order note ' || (g % 1000),
-       ((g * 37) % 1000000) / 100.0,
+       (g * 7919) %% 100000,
+       md5(g::text) || ' order note ' || (g %% 1000),
+       ((g * 37) %% 1000000) / 100.0,
        timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
        timestamptz '2024-06-01 00:00:00+00' + g * interval '1 second',
-       jsonb_build_object('channel', 'web', 'priority', g % 5, 'tags', jsonb_build_array('a', 'b'))
+       jsonb_build_object('channel', 'web', 'priority', g %% 5, 'tags', jsonb_build_array('a', 'b'))
 FROM generate_series(1, %s) AS g
 """
 

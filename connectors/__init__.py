@@ -1,0 +1,1 @@
+"""Source connectors shipped with liberate (found through the ``liberate.sources`` entry points)."""

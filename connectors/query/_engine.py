@@ -1,0 +1,118 @@
+"""The query source's engine and how its database errors are classified.
+
+- SQLite: a database file that does not exist is an error (connecting would create an empty one).
+- MySQL/MariaDB: every connection runs at session time zone UTC, so ``TIMESTAMP`` columns read
+  as UTC instants (the type contract in liberate/schema/types.py).
+- Errors keep the driver's reason and the masked URL, never the password.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from liberate.config.base import DatabaseSettings
+from liberate.database import create_engine, database_url, mask_url
+from liberate.errors import FatalError, LiberateError, PrerequisiteError, RetriableError
+
+# SQLSTATE classes worth a retry: connection exception, transaction rollback (serialization,
+# deadlock), insufficient resources, operator intervention (shutdown, recovery conflict).
+_RETRIABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+_RETRIABLE_SQLSTATES = frozenset({"55P03"})  # lock_not_available
+# MySQL: lock wait timeout, deadlock, can't connect, server gone away, lost connection,
+# query interrupted (KILL QUERY), server shutdown in progress.
+_RETRIABLE_MYSQL_CODES = frozenset({1205, 1213, 2003, 2006, 2013, 1317, 1053})
+
+
+def open_engine(settings: DatabaseSettings) -> Engine:
+    """An engine for a query source (checks a SQLite file exists; UTC sessions on MySQL)."""
+    url = database_url(settings)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        _require_sqlite_file(url)
+    engine = create_engine(settings)
+    if backend in ("mysql", "mariadb"):
+        sa.event.listen(engine, "connect", _utc_session)
+    return engine
+
+
+def _require_sqlite_file(url: URL) -> None:
+    database = url.database or ""
+    if database.startswith("file:"):
+        return  # a URI filename (?mode=ro...): the driver interprets it
+    if database in ("", ":memory:"):
+        raise PrerequisiteError(
+            f"{mask_url(url)} names no database file",
+            hint="a query source reads an existing SQLite file: sqlite:///path/to/file.db",
+        )
+    path = Path(database).expanduser()
+    if not path.is_file():
+        raise PrerequisiteError(
+            f"SQLite database file {path} does not exist",
+            hint="check the path in database: (sqlite:///relative.db is relative to the "
+            "working directory, sqlite:////absolute/path.db is absolute)",
+        )
+
+
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET time_zone = '+00:00'")
+    finally:
+        cursor.close()
+
+
+def is_retriable(exc: DBAPIError) -> bool:
+    """Whether a database error is transient (connection lost, deadlock, lock timeout)."""
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(exc, OperationalError) and hasattr(orig, "sqlstate") and sqlstate is None:
+        return True  # psycopg: the client could not reach the server, or lost it
+    if isinstance(sqlstate, str) and (
+        sqlstate[:2] in _RETRIABLE_SQLSTATE_CLASSES or sqlstate in _RETRIABLE_SQLSTATES
+    ):
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _RETRIABLE_MYSQL_CODES:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def driver_reason(exc: BaseException, url: URL) -> str:
+    """The first line of the driver's message, with the password scrubbed should it appear."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    reason = lines[0] if lines else type(orig).__name__
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return reason
+
+
+def database_error(
+    exc: DBAPIError, *, doing: str, url: URL, at_open: bool = False
+) -> LiberateError:
+    """``exc`` as the liberate error the runtime acts on.
+
+    At open a failure is final (the user fixes the URL, the server or a privilege); later a
+    transient one is retried.
+    """
+    message = f"{doing} failed on {mask_url(url)}: {driver_reason(exc, url)}"
+    if at_open:
+        return PrerequisiteError(
+            message,
+            hint="check that the database server runs and accepts this user from here, and "
+            "the database URL (host, port, database name, credentials)",
+        )
+    if is_retriable(exc):
+        return RetriableError(message, hint="retried automatically; check the database if it lasts")
+    return FatalError(
+        message,
+        hint="if the table or its columns changed, restart the source so it reads them again",
+    )
