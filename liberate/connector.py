@@ -83,9 +83,13 @@ class Source(ABC):
         """Whether ``topic`` holds entity state (created compacted) rather than a change log."""
         return False
 
-    def status(self) -> ConnectorStatus:
-        """Position and lag, for ``liberate status``."""
-        return ConnectorStatus()
+    def status(self, offsets: Mapping[str, Mapping[str, Primitive]]) -> ConnectorStatus:
+        """Position and lag, for ``liberate status``, given the stored ``offsets``.
+
+        Called on a source that is *not* open (``liberate status`` runs in its own process
+        while the run goes on): it may connect briefly to measure lag, and writes nothing.
+        """
+        return ConnectorStatus(position={k: dict(v) for k, v in offsets.items()})
 
     @abstractmethod
     def close(self) -> None:
