@@ -58,10 +58,11 @@ _PRODUCTS = [("Kettle", "34.90"), ("Teapot", "21.50"), ("Mug", "7.25"), ("Tea, 1
 def demo(path: str, *, out: TextIO = sys.stdout) -> int:
     """Create or refresh the sample data, run ``path`` once, print the report and table counts."""
     config = load_run_file(path)
-    sources = [s for s in config.sources if isinstance(s, DatabaseSettings)]
-    if not sources:
+    settings = next(
+        (s for s in config.sources if isinstance(s, DatabaseSettings)), None
+    )
+    if not isinstance(settings, DatabaseSettings):
         raise ConfigError(f"{path}: the demo needs a source with a database: URL")
-    settings = sources[0]
     url = database_url(settings)
     if url.get_backend_name() != "sqlite":
         raise ConfigError(

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from liberate import plugins
@@ -26,7 +27,7 @@ def run_file_schema() -> dict[str, Any]:
         name: plugins.sink_class(name).config_model
         for name in plugins.available(plugins.SINKS_GROUP)
     }
-    models = [StreamsConfig, *sources.values(), *sinks.values()]
+    models: list[type[BaseModel]] = [StreamsConfig, *sources.values(), *sinks.values()]
     refs, top = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/$defs/{model}"
     )

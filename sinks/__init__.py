@@ -1,0 +1,1 @@
+"""Sink connectors shipped with liberate (found through the ``liberate.sinks`` entry points)."""

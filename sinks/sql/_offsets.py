@@ -1,0 +1,79 @@
+"""The sink's offsets table in the target database: the next offset of every partition.
+
+``liberate_sink_offsets(sink, topic, partition, next_offset)``, primary key
+``(sink, topic, partition)``. Rows are written in the same transaction as the data they
+account for, which is what makes the sink exactly-once: a restart resumes from here, and a
+crash before commit leaves neither rows nor offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from liberate.records import TopicPartition
+from sinks.sql._tables import MYSQL_CHARSET, MYSQL_COLLATION
+from sinks.sql._writes import upsert_statement
+
+KEY_COLUMNS = ("sink", "topic", "partition")
+COLUMNS = (*KEY_COLUMNS, "next_offset")
+
+
+class OffsetStore:
+    """Reads and writes one sink's rows of the offsets table (on a caller's connection)."""
+
+    def __init__(self, *, table: str, schema: str | None, sink: str, dialect: str) -> None:
+        self.sink = sink
+        self.table = sa.Table(
+            table,
+            sa.MetaData(),
+            # VARCHARs, not TEXT: MySQL cannot index TEXT in a primary key.
+            sa.Column("sink", sa.String(200), primary_key=True),
+            sa.Column("topic", sa.String(255), primary_key=True),
+            sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("next_offset", sa.BigInteger, nullable=False),
+            schema=schema,
+            mysql_charset=MYSQL_CHARSET,
+            mysql_collate=MYSQL_COLLATION,
+        )
+        self._upsert = upsert_statement(dialect, self.table, KEY_COLUMNS, COLUMNS)
+
+    def create(self, conn: Connection) -> None:
+        """Create the table unless it exists."""
+        conn.execute(sa.schema.CreateTable(self.table, if_not_exists=True))
+
+    def exists(self, conn: Connection) -> bool:
+        return sa.inspect(conn).has_table(self.table.name, schema=self.table.schema)
+
+    def read(
+        self, conn: Connection, topics: Collection[str] | None = None, *, lock: bool = False
+    ) -> dict[TopicPartition, int]:
+        """The stored next offsets of this sink, of ``topics`` only when given.
+
+        ``lock`` holds the rows until the transaction ends (``FOR UPDATE``; SQLite locks the
+        whole file on write anyway), so two writers of one sink serialize on them.
+        """
+        c = self.table.c
+        query = sa.select(c.topic, c.partition, c.next_offset).where(c.sink == self.sink)
+        if topics is not None:
+            query = query.where(c.topic.in_(sorted(topics)))
+        if lock:
+            query = query.with_for_update()
+        return {
+            TopicPartition(topic, int(partition)): int(next_offset)
+            for topic, partition, next_offset in conn.execute(query)
+        }
+
+    def store(self, conn: Connection, offsets: Mapping[TopicPartition, int]) -> None:
+        """Upsert the next offset of each partition."""
+        if offsets:
+            conn.execute(
+                self._upsert,
+                [
+                    {"sink": self.sink, "topic": tp.topic, "partition": tp.partition,
+                     "next_offset": offset}
+                    for tp, offset in offsets.items()
+                ],
+            )
