@@ -40,6 +40,17 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Optional envelope field (liberate's extension, compatible: it has a default) naming the
+#: ``after`` columns whose value did not change and was not sent (PostgreSQL unchanged TOAST
+#: values). Their ``after`` value is null and means "keep the current value", never "set NULL";
+#: readers that do not know the field ignore it. Null or absent: every column has its value.
+UNCHANGED_FIELD: dict[str, Any] = {
+    "name": "unchanged",
+    "type": ["null", {"type": "array", "items": "string"}],
+    "default": None,
+}
+
+
 def source_schema(connector: str, position_fields: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``source`` record of ``connector``: common fields plus its position fields."""
     return {
@@ -50,8 +61,13 @@ def source_schema(connector: str, position_fields: Sequence[Mapping[str, Any]]) 
     }
 
 
-def envelope_schema(row_schema: AvroSchema, source: Mapping[str, Any]) -> AvroSchema:
-    """The envelope schema around a table's row record (``<namespace>.Value``)."""
+def envelope_schema(
+    row_schema: AvroSchema, source: Mapping[str, Any], *, unchanged: bool = False
+) -> AvroSchema:
+    """The envelope schema around a table's row record (``<namespace>.Value``).
+
+    ``unchanged`` adds the optional ``unchanged`` field (``UNCHANGED_FIELD``) at the end.
+    """
     row = row_schema.schema
     namespace = row.get("namespace")
     row_name = f"{namespace}.{row['name']}" if namespace else row["name"]
@@ -68,6 +84,7 @@ def envelope_schema(row_schema: AvroSchema, source: Mapping[str, Any]) -> AvroSc
                 {"name": "op", "type": "string"},
                 {"name": "ts_ms", "type": ["null", "long"], "default": None},
                 {"name": "transaction", "type": ["null", TRANSACTION_SCHEMA], "default": None},
+                *([dict(UNCHANGED_FIELD)] if unchanged else []),
             ],
         }
     )
@@ -108,9 +125,11 @@ def change_value(
     source: Mapping[str, Any],
     ts_ms: int,
     transaction: Mapping[str, Any] | None = None,
+    unchanged: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """An envelope value."""
-    return {
+    """An envelope value; ``unchanged`` (for schemas made with ``unchanged=True``) names the
+    ``after`` columns whose value was not sent."""
+    value: dict[str, Any] = {
         "before": before,
         "after": after,
         "source": source,
@@ -118,3 +137,6 @@ def change_value(
         "ts_ms": ts_ms,
         "transaction": transaction,
     }
+    if unchanged is not None:
+        value["unchanged"] = list(unchanged)
+    return value
