@@ -112,6 +112,9 @@ class EmbeddedConsumer(StreamConsumer):
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._commit_offsets(self.group, offsets)
 
+    def positions(self) -> dict[TopicPartition, int]:
+        return {part.tp: part.position for part in self._order}
+
     def assignment(self) -> list[TopicPartition]:
         return sorted(self._partitions, key=lambda tp: (tp.topic, tp.partition))
 

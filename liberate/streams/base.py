@@ -78,6 +78,14 @@ class StreamConsumer(ABC):
         """The partitions this consumer currently reads."""
 
     @abstractmethod
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset to read of each assigned partition.
+
+        Past Kafka transaction markers, so "caught up" compares this with the end offsets, not
+        the last record's offset + 1. Partitions not fetched yet may be left out.
+        """
+
+    @abstractmethod
     def close(self) -> None:
         """Release the consumer; idempotent."""
 
