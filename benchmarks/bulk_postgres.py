@@ -1,7 +1,8 @@
 """Bulk load of a 1,000,000-row PostgreSQL table into the embedded stream, Avro-encoded and
 durable, next to ``COPY t TO '/dev/null'`` and a plain psycopg server-side-cursor fetch.
 
-    .venv/bin/python -m benchmarks.bulk_postgres [--rows N] [--repeat K]
+    .venv/bin/python -m benchmarks.bulk_postgres [--rows N] [--repeat K] [--reuse]
+        [--only-liberate]
 
 Uses ``$LIBERATE_BENCH_POSTGRES_URL`` (an admin URL) or starts a throwaway cluster. liberate
 runs as a child process (`liberate run FILE --once`), so its peak RSS is its own.
@@ -37,13 +38,13 @@ CREATE TABLE bench_bulk (
 FILL = """
 INSERT INTO bench_bulk
 SELECT g,
-       (g * 7919) %% 100000,
+       ((g * 7919) %% 100000)::integer,
        md5(g::text) || ' order note ' || (g %% 1000),
        ((g * 37) %% 1000000) / 100.0,
        timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
        timestamptz '2024-06-01 00:00:00+00' + g * interval '1 second',
        jsonb_build_object('channel', 'web', 'priority', g %% 5, 'tags', jsonb_build_array('a', 'b'))
-FROM generate_series(1, %s) AS g
+FROM generate_series(1::bigint, %s) AS g
 """
 
 RUN_FILE = """\
@@ -61,10 +62,10 @@ sources:
 
 def prepare(url: str, rows: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")  # noqa: S608 - constant name
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(CREATE)
         conn.execute(FILL, (rows,))
-        conn.execute(f"VACUUM ANALYZE {TABLE}")  # noqa: S608
+        conn.execute(f"VACUUM ANALYZE {TABLE}")
         size = conn.execute("SELECT pg_total_relation_size(%s)", (TABLE,)).fetchone()
         print(f"prepared {rows:,} rows, {size[0] / rows if size else 0:.0f} bytes/row on disk")
 
@@ -94,32 +95,73 @@ def liberate_bulk(url: str, rows: int, workdir: Path, attempt: int) -> Measureme
         [sys.executable, "-m", "liberate", "run", str(run_file), "--once"],
     )
     with sqlite3.connect(streams) as db:
-        (stored,) = db.execute("SELECT count(*) FROM records").fetchone()
+        (stored,) = db.execute(
+            "SELECT coalesce(sum(record_count), 0) FROM stream_batches"
+        ).fetchone()
     if stored != rows:
         raise SystemExit(f"liberate stored {stored} records, expected {rows}")
-    streams.unlink()
+    for leftover in workdir.glob(f"streams-{attempt}.db*"):
+        leftover.unlink()
     return measurement
+
+
+def table_rows(url: str) -> int | None:
+    """Rows in the benchmark table, or None when it does not exist."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        counted = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(TABLE))
+        ).fetchone()
+        return int(counted[0]) if counted else 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the table if it already holds --rows rows (with an external server)",
+    )
+    parser.add_argument(
+        "--only-liberate", action="store_true", help="skip the COPY and fetch baselines"
+    )
     args = parser.parse_args()
     results: dict[str, list[Measurement]] = {}
     with postgres() as url, tempfile.TemporaryDirectory(prefix="liberate-bench-") as tmp:
-        prepare(url, args.rows)
+        if not (args.reuse and table_rows(url) == args.rows):
+            prepare(url, args.rows)
         for attempt in range(args.repeat):
-            for m in (
-                timed("COPY t TO '/dev/null' (server)", args.rows, lambda: copy_to_dev_null(url)),
-                timed("psycopg 3 server-side cursor fetch", args.rows,
-                      lambda: server_side_cursor(url)),
-                liberate_bulk(url, args.rows, Path(tmp), attempt),
-            ):
+            runs: list[Measurement] = []
+            if not args.only_liberate:
+                runs.append(
+                    timed(
+                        "COPY t TO '/dev/null' (server)", args.rows, lambda: copy_to_dev_null(url)
+                    )
+                )
+                runs.append(
+                    timed(
+                        "psycopg 3 server-side cursor fetch",
+                        args.rows,
+                        lambda: server_side_cursor(url),
+                    )
+                )
+            runs.append(liberate_bulk(url, args.rows, Path(tmp), attempt))
+            for m in runs:
+                rss = f", peak RSS {m.peak_rss_mb:.0f} MB" if m.peak_rss_mb is not None else ""
+                print(
+                    f"[{attempt + 1}/{args.repeat}] {m.name}: {m.seconds:.2f} s, "
+                    f"{m.rows_per_s:,.0f} rows/s{rss}",
+                    flush=True,
+                )
                 results.setdefault(m.name, []).append(m)
     best = [min(runs, key=lambda m: m.seconds) for runs in results.values()]
     print(f"\n{machine()}; best of {args.repeat}\n")
-    print(table(best, reference="psycopg 3 server-side cursor fetch"))
+    reference = best[0].name if args.only_liberate else "psycopg 3 server-side cursor fetch"
+    print(table(best, reference=reference))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ Speed matters here (every record of every source passes through): the registry i
 per (subject, schema), encoders are found by the schema object's identity (and reused from the
 previous record, since sources emit runs of one table), and decoders by the 5-byte wire header,
 so a record costs little more than the Avro encoding itself (benchmarks/serde_encode.py).
+A key or value that is a ``RowView`` of the record's own schema is encoded straight from its
+driver row (``liberate.schema.rows``), with no mapping lookups.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from liberate.errors import ConfigError, FatalError, RecordError
 from liberate.records import ConsumedRecord, SinkRecord, SourceRecord, StreamRecord
 from liberate.schema.avro import AvroSchema, decode, schema_id_of, wire_header
 from liberate.schema.registry import SchemaRegistry
+from liberate.schema.rows import RowView
 
 SubjectStrategy = Literal["topic", "record", "topic_record"]
 SUBJECT_STRATEGIES: tuple[SubjectStrategy, ...] = ("topic", "record", "topic_record")
@@ -101,17 +104,13 @@ class RecordSerializer:
                 if datum is not None:
                     if key_encoder[0] is not record.key_schema or key_encoder[1] != topic:
                         key_encoder = self._encoder(record, is_key=True)
-                    buf = bytearray(key_encoder[2])
-                    key_encoder[3](buf, datum)
-                    key = bytes(buf)
+                    key = _encode(key_encoder, datum)
                 part = "value"
                 datum = record.value
                 if datum is not None:
                     if value_encoder[0] is not record.value_schema or value_encoder[1] != topic:
                         value_encoder = self._encoder(record, is_key=False)
-                    buf = bytearray(value_encoder[2])
-                    value_encoder[3](buf, datum)
-                    value = bytes(buf)
+                    value = _encode(value_encoder, datum)
             except RecordError as exc:
                 raise _serialize_error(record, exc, part=part) from exc
             timestamp = record.timestamp_ms
@@ -144,6 +143,21 @@ class RecordSerializer:
             self._encoders.clear()
         self._encoders[cache_key] = encoder
         return encoder
+
+
+def _encode(encoder: _Encoder, datum: Any) -> bytes:
+    """The wire-format bytes of ``datum`` (a key or a value) with ``encoder``."""
+    buf = bytearray(encoder[2])
+    if type(datum) is RowView and datum.layout.schema is encoder[0]:
+        try:
+            datum.layout.write(buf, datum.row)
+            return bytes(buf)
+        except Exception:
+            # The row writer does not say which field failed (or has no writer for this
+            # schema): the mapping writer says it.
+            buf = bytearray(encoder[2])
+    encoder[3](buf, datum)
+    return bytes(buf)
 
 
 def _serialize_error(record: SourceRecord, exc: RecordError, *, part: str) -> RecordError:

@@ -3,11 +3,19 @@
 - SQLite: a database file that does not exist is an error (connecting would create an empty one).
 - MySQL/MariaDB: every connection runs at session time zone UTC, so ``TIMESTAMP`` columns read
   as UTC instants (the type contract in liberate/schema/types.py).
+- psycopg: ``json``/``jsonb`` values load as the compact JSON text the type contract writes
+  (``compact_json``) instead of dicts the converter would serialize again: the same string,
+  for about half the cost (psycopg's JSON loader is Python code with a round trip of its own).
+- psycopg: a session whose time zone is one of tzdata's names for UTC (``Etc/UTC``, Debian's
+  default, and its links) is set to ``UTC``, which psycopg maps to ``datetime.timezone.utc``
+  rather than a ``ZoneInfo``: the same zone, and timestamptz values that cost a third less to
+  encode (Python computes a ZoneInfo's offset for every datetime).
 - Errors keep the driver's reason and the masked URL, never the password.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from liberate.config.base import DatabaseSettings
 from liberate.database import create_engine, database_url, mask_url
 from liberate.errors import FatalError, LiberateError, PrerequisiteError, RetriableError
+from liberate.schema.types import compact_json
 
 # SQLSTATE classes worth a retry: connection exception, transaction rollback (serialization,
 # deadlock), insufficient resources, operator intervention (shutdown, recovery conflict).
@@ -37,6 +46,9 @@ def open_engine(settings: DatabaseSettings) -> Engine:
     engine = create_engine(settings)
     if backend in ("mysql", "mariadb"):
         sa.event.listen(engine, "connect", _utc_session)
+    if backend == "postgresql" and engine.dialect.driver == "psycopg":
+        sa.event.listen(engine, "connect", _json_as_compact_text)
+        sa.event.listen(engine, "connect", _utc_named_utc)
     return engine
 
 
@@ -64,6 +76,36 @@ def _utc_session(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("SET time_zone = '+00:00'")
     finally:
         cursor.close()
+
+
+# tzdata links to Etc/UTC: the same rules, the same abbreviation; only the name differs.
+_UTC_LINKS = frozenset(
+    ("Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu")
+)
+
+
+def _utc_named_utc(dbapi_connection: Any, _record: Any) -> None:
+    if dbapi_connection.info.parameter_status("TimeZone") in _UTC_LINKS:
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()  # SET is transactional; the pool rolls back on return
+
+
+def _json_as_compact_text(dbapi_connection: Any, _record: Any) -> None:
+    loader = _compact_json_loader()
+    for name in ("json", "jsonb"):
+        dbapi_connection.adapters.register_loader(name, loader)
+
+
+@functools.cache
+def _compact_json_loader() -> type[Any]:
+    from psycopg.adapt import Loader  # only imported for psycopg engines
+
+    class CompactJsonLoader(Loader):
+        def load(self, data: Any) -> str:
+            # Decoded as json.loads decodes the bytes psycopg's own JSON loader passes it.
+            return compact_json(bytes(data).decode("utf-8", "surrogatepass"))
+
+    return CompactJsonLoader
 
 
 def is_retriable(exc: DBAPIError) -> bool:

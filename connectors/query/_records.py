@@ -60,13 +60,14 @@ class RecordFactory:
         records: list[SourceRecord] = []
         append = records.append
         if not self.debezium:
+            # Values are views of the rows (no dict per row), encoded from the rows.
+            row_key, row_value = target.schema.row_key, target.schema.row_value
             for row, offset in zip(rows, offsets, strict=True):
-                value = value_of(row)
                 append(
                     SourceRecord(
                         topic,
-                        key_of(value),
-                        value,
+                        row_key(row),
+                        row_value(row),
                         key_schema,
                         value_schema,
                         partition,

@@ -23,22 +23,29 @@ changed twice between polls. Every record is a read (Debezium op ``r``). Besides
   pagination, so no cursor or transaction stays open between polls); a restart in the middle
   of a cycle resumes that cycle after the last key stored, a restart after a complete cycle
   starts the next one.
+
+Once a batch is read, the query of the next ``poll()`` is known: it runs in a background
+thread while the runtime delivers the batch (``_read_ahead``), and that poll makes its rows.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from sqlalchemy.engine import URL, Connection, Engine
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError
 
 from connectors.query._cancel import QueryCanceller
 from connectors.query._checks import backlog, check_target, warn_unordered_rows
 from connectors.query._engine import database_error, open_engine
+from connectors.query._read_ahead import ReadAhead
 from connectors.query._readers import Reader, build_readers, target_resolvers
 from connectors.query.config import QueryMode, QuerySourceConfig
 from liberate.config.base import SourceConfig
@@ -49,6 +56,21 @@ from liberate.records import Primitive, SourceRecord
 from liberate.streams.base import partition_key
 
 NULL_CHECK_INTERVAL_S = 300.0
+
+Rows = Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class _Started:
+    """A query that ran on a connection of its own; its rows are still to be made."""
+
+    conn: Connection
+    result: CursorResult[Any]
+    doing: str
+
+    def close(self) -> None:
+        self.result.close()
+        self.conn.close()
 
 
 class QuerySource(Source):
@@ -75,6 +97,7 @@ class QuerySource(Source):
         self._caught_up = False
         self._null_checked_at = 0.0
         self._opened_before = False
+        self._ahead: ReadAhead[_Started] = ReadAhead(config.name, _Started.close)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -123,20 +146,65 @@ class QuerySource(Source):
             self._next = (self._next + 1) % len(self._readers)
             if reader.cursor.cycle_done:
                 continue
-            # One row more than the batch tells whether this batch ends the cycle.
-            statement = reader.cursor.statement(batch + 1)
-            with self._connection(engine, url, doing=f"reading {reader.target.label}") as conn:
-                rows = conn.execute(statement).all()
+            rows = self._rows(engine, url, reader, batch)
             more = len(rows) > batch
             if more:
                 rows = rows[:batch]
             offsets = reader.cursor.advance(rows, last_of_cycle=not more)
+            self._read_ahead(engine, url, batch)
             if rows:
                 ts_ms = time.time_ns() // 1_000_000
                 return reader.records.records(rows, offsets, ts_ms=ts_ms, snapshot=bulk)
         self._cycle_open = False
         self._caught_up = True
         return []
+
+    def _rows(self, engine: Engine, url: URL, reader: Reader, batch: int) -> Rows:
+        """The next batch of ``reader``, and one row more that tells whether the cycle goes on."""
+        started = self._ahead.take(reader)
+        if started is None:
+            statement = reader.cursor.statement(batch + 1)
+            started = self._start_query(engine, url, reader.target.label, statement)
+        return self._end_query(started, url)
+
+    def _read_ahead(self, engine: Engine, url: URL, batch: int) -> None:
+        """Start the query of the reader the next ``poll()`` picks, if that poll reads one."""
+        count = len(self._readers)
+        for step in range(count):
+            reader = self._readers[(self._next + step) % count]
+            if not reader.cursor.cycle_done:
+                # The cursor does not move until that poll: its query is the one built now.
+                statement = reader.cursor.statement(batch + 1)
+                label = reader.target.label
+                self._ahead.start(
+                    reader, functools.partial(self._start_query, engine, url, label, statement)
+                )
+                return
+
+    def _start_query(
+        self, engine: Engine, url: URL, label: str, statement: sa.Select[Any]
+    ) -> _Started:
+        """Run ``statement`` on a connection of its own; the rows are made by ``_end_query``."""
+        doing = f"reading {label}"
+        conn: Connection | None = None
+        try:
+            conn = engine.connect()
+            with self._canceller.running(engine, conn.connection):
+                return _Started(conn, conn.execute(statement), doing)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, DBAPIError):
+                raise database_error(exc, doing=doing, url=url) from exc
+            raise
+
+    def _end_query(self, started: _Started, url: URL) -> Rows:
+        try:
+            return started.result.all()
+        except DBAPIError as exc:
+            raise database_error(exc, doing=started.doing, url=url) from exc
+        finally:
+            started.close()
 
     def caught_up(self) -> bool:
         return self._caught_up
@@ -151,6 +219,7 @@ class QuerySource(Source):
         return self.settings.envelope == "entity"
 
     def close(self) -> None:
+        self._ahead.close()
         engine, self._engine = self._engine, None
         self._readers = []
         if engine is not None:
@@ -209,6 +278,7 @@ class QuerySource(Source):
             raise database_error(exc, doing=doing, url=url, at_open=at_open) from exc
 
     def _begin_cycle(self, engine: Engine, url: URL) -> None:
+        self._ahead.discard()  # nothing is read ahead between cycles; be sure all the same
         with self._connection(engine, url, doing="starting a polling cycle") as conn:
             for reader in self._readers:
                 reader.cursor.begin_cycle(conn)

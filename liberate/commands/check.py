@@ -20,11 +20,16 @@ def check(path: str, *, out: TextIO = sys.stdout) -> int:
     print(f"ok    run file {path}: {len(config.sources)} source(s), {len(config.sinks)} sink(s)",
           file=out)
     results: list[tuple[str, CheckResult]] = []
+    streams = config.streams
+    where = (
+        streams.kafka.bootstrap_servers
+        if streams.backend == "kafka" and streams.kafka is not None
+        else str(streams.path)
+    )
     try:
-        backend = open_backend(config.streams)
+        backend = open_backend(streams)
         backend.close()
-        results.append(("streams", CheckResult(f"{config.streams.backend} backend", True,
-                                               str(config.streams.path))))
+        results.append(("streams", CheckResult(f"{streams.backend} backend", True, where)))
     except LiberateError as exc:
         results.append(("streams", CheckResult(f"{config.streams.backend} backend", False,
                                                exc.message, exc.hint)))

@@ -7,13 +7,16 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, TextIO
 
+from liberate.config.base import SourceConfig
 from liberate.config.loader import load_run_file
-from liberate.errors import ConfigError
+from liberate.errors import ConfigError, LiberateError
 from liberate.jsonout import header_text, timestamp_text, to_json
 from liberate.records import TopicPartition
 from liberate.runtime import open_backend
+from liberate.runtime.pipeline import build_source
 from liberate.serde import RecordDeserializer
 
 
@@ -109,7 +112,8 @@ def status(path: str, *, as_json: bool = False, out: TextIO = sys.stdout) -> int
         for source in config.sources:
             offsets = backend.source_offsets(source.name)
             positions = {k: dict(v) for k, v in offsets.items()}
-            sources.append({"name": source.name, "positions": positions})
+            sources.append({"name": source.name, "positions": positions,
+                            **_live_status(source, offsets)})
         sinks: list[dict[str, Any]] = []
         for sink in config.sinks:
             committed = backend.group_offsets(sink.name)
@@ -135,6 +139,15 @@ def status(path: str, *, as_json: bool = False, out: TextIO = sys.stdout) -> int
     return 0
 
 
+def _live_status(config: SourceConfig, offsets: Mapping[str, Any]) -> dict[str, Any]:
+    """What the source itself reports (lag, state), connecting briefly; an error is shown."""
+    try:
+        live = build_source(config).status(offsets)
+    except LiberateError as exc:
+        return {"state": "unavailable", "error": exc.message}
+    return {"state": live.state, "lag": to_json(dict(live.lag))}
+
+
 def _sink_reads(topics: list[str], regex: str | None, topic: str) -> bool:
     if topic in topics:
         return True
@@ -145,6 +158,11 @@ def _print_status(report: dict[str, Any], out: TextIO) -> None:
     print(f"backend: {report['backend']}", file=out)
     for source in report["sources"]:
         print(f"source {source['name']}:", file=out)
+        print(f"  state: {source['state']}", file=out)
+        if source.get("error"):
+            print(f"  error: {source['error']}", file=out)
+        for name, value in (source.get("lag") or {}).items():
+            print(f"  lag {name}: {json.dumps(value)}", file=out)
         if not source["positions"]:
             print("  no stored position yet", file=out)
         for partition, offset in source["positions"].items():

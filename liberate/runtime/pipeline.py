@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from liberate import plugins
@@ -12,6 +15,7 @@ from liberate.config.base import SinkConfig, SourceConfig
 from liberate.config.durations import Schedule
 from liberate.config.models import RunConfig, StreamsConfig
 from liberate.connector import Sink, Source
+from liberate.errors import ConfigError
 from liberate.runtime._sink_task import SinkTask
 from liberate.runtime._source_task import SourceTask
 from liberate.serde import RecordDeserializer, RecordSerializer
@@ -20,13 +24,32 @@ from liberate.streams.base import StreamBackend
 log = logging.getLogger("liberate.runtime")
 
 DEFAULT_SINK_BATCH = 5000
+#: net container allocations between young-generation collections while a pipeline runs
+#: (Python's default is 700)
+GC_YOUNG_THRESHOLD = 100_000
 
 
 def open_backend(streams: StreamsConfig) -> StreamBackend:
-    """The stream backend a run file names, opened, with its registry's default level set."""
-    from liberate.streams.embedded import EmbeddedBackend
+    """The stream backend a run file names, opened.
 
-    backend = EmbeddedBackend(streams.path)
+    ``kafka`` needs ``streams.kafka`` and ``streams.schema_registry`` (the config model
+    refuses a run file without them): records on Kafka are only readable by other processes
+    through a registry they can reach too, so no private embedded registry stands in.
+    """
+    backend: StreamBackend
+    if streams.backend == "kafka":
+        from liberate.streams.kafka import KafkaBackend  # confluent-kafka only when used
+
+        if streams.kafka is None:
+            raise ConfigError(
+                "streams.backend is kafka but streams.kafka is missing",
+                hint="add streams.kafka.bootstrap_servers (see docs/kafka.md)",
+            )
+        backend = KafkaBackend(streams.kafka, streams.schema_registry)
+    else:
+        from liberate.streams.embedded import EmbeddedBackend
+
+        backend = EmbeddedBackend(streams.path)
     backend.open()
     return backend
 
@@ -106,6 +129,10 @@ class Pipeline:
 
     def run(self) -> RunReport:
         """Run until stopped, a fatal error, or (``once``) until everything has caught up."""
+        with _fewer_collections():
+            return self._run()
+
+    def _run(self) -> RunReport:
         source_threads = [
             threading.Thread(target=t.run, name=f"source:{t.source.name}", daemon=True)
             for t in self.source_tasks
@@ -153,6 +180,26 @@ class Pipeline:
             if sink_task.stats.error:
                 report.errors.append(sink_task.stats.error)
         return report
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect cyclic garbage less often while records flow.
+
+    A batch keeps tens of thousands of small containers alive from poll to append (rows,
+    records, views). With Python's young threshold of 700 they survive enough collections to
+    trigger full ones that walk every object of the process: 5.4 s of a 1M-row bulk load
+    (gc.callbacks), 1.5 s at 10,000, 0.1 s at 100,000, which the live objects of a batch of
+    10,000 rows stay below. Records hold no cycles: reference counting frees them at once,
+    and the cycles that other code makes are still collected, 100,000 allocations later.
+    A higher threshold already set is kept.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def build_source(config: SourceConfig) -> Source:

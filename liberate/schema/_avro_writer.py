@@ -12,6 +12,16 @@ documented extension point), so decimals, timestamps and custom logical types me
 what they mean to fastavro. Anything else (unions of several non-null types, recursive types)
 makes ``compile_writer`` return None and the caller falls back to fastavro.
 
+Three conversions every table row pays for have an exact shortcut of our own, taken only for
+the values it is known to agree on with fastavro and handing everything else to fastavro:
+``bytes``/``decimal`` when the value's exponent is the schema's scale (what databases return),
+and ``timestamp-micros``/``local-timestamp-micros`` for ``datetime`` values (integer
+arithmetic on timedeltas instead of fastavro's per-field sums); ~2-3x cheaper each.
+
+Records are written by one function generated per record schema (``_generated``), with the
+field-by-field writer below as its fallback for errors; ``_generated.compile_row_writer``
+writes a flat record straight from a driver row.
+
 Stricter than fastavro where fastavro silently corrupts data: a float in an int field
 (fastavro truncates it), an ``int`` beyond 32 bits (fastavro writes an int no other Avro
 reader accepts), None in a boolean (fastavro writes false) or a string given as an array.
@@ -19,6 +29,8 @@ reader accepts), None in a boolean (fastavro writes false) or a string given as 
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,6 +46,11 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _SMALL = 1 << 14
 _VARINT: tuple[bytes, ...] = tuple(
     bytes([z]) if z < 0x80 else bytes([(z & 0x7F) | 0x80, z >> 7]) for z in range(_SMALL)
+)
+# Longs past 14 bits (timestamps: 51 bits) go 14 bits a step: both bytes carry the
+# continuation bit. Half the Python steps of a 7-bit loop.
+_CONTINUED: tuple[bytes, ...] = tuple(
+    bytes([(z & 0x7F) | 0x80, (z >> 7) | 0x80]) for z in range(_SMALL)
 )
 _pack_float = struct.Struct("<f").pack
 _pack_double = struct.Struct("<d").pack
@@ -57,10 +74,11 @@ class FieldEncodeError(ValueError):
 
 
 def _varint(out: bytearray, z: int) -> None:
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
+    """Append the varint of ``z >= 0`` (any size; small ones are faster through ``_VARINT``)."""
+    while z >= _SMALL:
+        out += _CONTINUED[z & 0x3FFF]
+        z >>= 14
+    out += _VARINT[z]
 
 
 def _write_zigzag(out: bytearray, value: int) -> None:
@@ -71,16 +89,27 @@ def _write_zigzag(out: bytearray, value: int) -> None:
         _varint(out, z)
 
 
+# The zig-zag step is repeated inline in the writers below: one Python call less per value.
+
+
 def _write_long(out: bytearray, value: Any) -> None:
     if not _LONG_MIN <= value <= _LONG_MAX:
         raise ValueError(f"{value} is out of range for an Avro long (64 bits)")
-    _write_zigzag(out, value)
+    z = (value << 1) ^ (value >> 63)
+    if z < _SMALL:
+        out += _VARINT[z]
+    else:
+        _varint(out, z)
 
 
 def _write_int(out: bytearray, value: Any) -> None:
     if not _INT_MIN <= value <= _INT_MAX:
         raise ValueError(f"{value} is out of range for an Avro int (32 bits); use a long")
-    _write_zigzag(out, value)
+    z = (value << 1) ^ (value >> 63)
+    if z < _SMALL:
+        out += _VARINT[z]
+    else:
+        _varint(out, z)
 
 
 def _write_length(out: bytearray, n: int) -> None:
@@ -94,14 +123,22 @@ def _write_string(out: bytearray, value: Any) -> None:
     if type(value) is not str and not isinstance(value, str):
         raise TypeError("not a str")
     data = value.encode()
-    _write_length(out, len(data))
+    n = len(data)
+    if n < _SMALL >> 1:
+        out += _VARINT[n << 1]
+    else:
+        _varint(out, n << 1)
     out += data
 
 
 def _write_bytes(out: bytearray, value: Any) -> None:
     if type(value) is not bytes:
         value = memoryview(value).tobytes()
-    _write_length(out, len(value))
+    n = len(value)
+    if n < _SMALL >> 1:
+        out += _VARINT[n << 1]
+    else:
+        _varint(out, n << 1)
     out += value
 
 
@@ -148,6 +185,86 @@ def describe(value: Any, label: str, exc: BaseException) -> str:
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"a {label} cannot hold {type(value).__name__} {shown}"
+
+
+_Prepare = Callable[[Any], Any]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_MICROSECOND = dt.timedelta(microseconds=1)
+# Big enough that scaling a decimal never rounds, whatever the thread's decimal context says.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+_Decimal = decimal.Decimal
+_datetime = dt.datetime
+
+
+def _decimal_bytes(node: dict[str, Any], slow: _Prepare) -> Write:
+    """``bytes``/``decimal``: the two's-complement bytes of the unscaled value, like fastavro.
+
+    The shortcut takes a Decimal whose exponent is exactly ``-scale`` (what drivers return for
+    a column of that scale) and at most ``precision`` digits; then fastavro's digit loop equals
+    ``int(value.scaleb(scale))``, in as many bytes as fastavro picks (from the magnitude, so
+    -128 takes two). Anything else goes to fastavro, errors included.
+    """
+    scale = int(node.get("scale", 0))
+    precision = int(node["precision"])
+    if precision < 1:
+        return lambda out, value: _write_bytes(out, slow(value))  # invalid: fastavro says why
+    quantum = _Decimal(1).scaleb(-scale, _EXACT)
+    limit = 10**precision
+    scaleb = _EXACT.scaleb
+
+    def write_decimal(out: bytearray, value: Any) -> None:
+        if type(value) is _Decimal and value.same_quantum(quantum):
+            unscaled = int(scaleb(value, scale))
+            if -limit < unscaled < limit:
+                data = unscaled.to_bytes(
+                    ((-unscaled if unscaled < 0 else unscaled).bit_length() + 8) // 8,
+                    "big",
+                    signed=True,
+                )
+                _write_bytes(out, data)
+                return
+        _write_bytes(out, slow(value))
+
+    return write_decimal
+
+
+def _timestamp_micros(node: dict[str, Any], slow: _Prepare) -> Write:
+    """``long``/``timestamp-micros``: an aware datetime's microseconds since the epoch.
+
+    Naive datetimes (fastavro reads them in the machine's local time) and ints go to fastavro.
+    """
+
+    def write_timestamp(out: bytearray, value: Any) -> None:
+        if type(value) is _datetime and value.tzinfo is not None:
+            _write_long(out, (value - _EPOCH) // _MICROSECOND)
+        else:
+            _write_long(out, slow(value))
+
+    return write_timestamp
+
+
+def _local_timestamp_micros(node: dict[str, Any], slow: _Prepare) -> Write:
+    """``long``/``local-timestamp-micros``: the wall-clock microseconds since the epoch.
+
+    fastavro ignores a time zone here (it replaces it with UTC); so does the shortcut.
+    """
+
+    def write_local_timestamp(out: bytearray, value: Any) -> None:
+        if type(value) is _datetime:
+            naive = value if value.tzinfo is None else value.replace(tzinfo=None)
+            _write_long(out, (naive - _EPOCH_NAIVE) // _MICROSECOND)
+        else:
+            _write_long(out, slow(value))
+
+    return write_local_timestamp
+
+
+_SHORTCUTS: dict[str, Callable[[dict[str, Any], _Prepare], Write]] = {
+    "bytes-decimal": _decimal_bytes,
+    "long-timestamp-micros": _timestamp_micros,
+    "long-local-timestamp-micros": _local_timestamp_micros,
+}
 
 
 class _Unsupported(Exception):
@@ -255,12 +372,18 @@ class _Compiler:
         if logical == "decimal":
             shown = f"decimal({node.get('precision')},{node.get('scale', 0)})"
 
-        def write_logical(out: bytearray, value: Any) -> None:
+        def slow(value: Any) -> Any:
             try:
-                prepared = prepare(value, node)
+                return prepare(value, node)
             except (ValueError, ArithmeticError) as exc:
                 raise ValueError(f"{value!r} does not fit {shown}: {exc}") from exc
-            write(out, prepared)
+
+        shortcut = _SHORTCUTS.get(f"{node['type']}-{logical}")
+        if shortcut is not None:
+            return shortcut(node, slow)
+
+        def write_logical(out: bytearray, value: Any) -> None:
+            write(out, slow(value))
 
         return write_logical
 
@@ -315,7 +438,10 @@ class _Compiler:
                     value = get(name, default)
                     raise FieldEncodeError([name], describe(value, label, exc)) from exc
 
-        return write_record
+        # Circular: the generated writer builds on this module's writers.
+        from liberate.schema._generated import record_writer
+
+        return record_writer(node, self, write_record)
 
 
 def _enum(node: dict[str, Any]) -> Write:

@@ -2,19 +2,35 @@
 
 A ``TableSchema`` is built once per table and reused for every row: it holds the key and value
 schemas (entity shape: the row as it is) and a converter from driver rows to Avro-ready values.
+
+Two ways to turn a row into its value: ``value_of`` builds the dict; ``row_value`` wraps the
+row in a ``RowView`` that reads the same but builds nothing, and which ``RecordSerializer``
+encodes straight from the row (``compile_row_writer``). The view is the bulk path of the query
+source: no dict, no converter call for values drivers already return Avro-ready, one
+generated writer per record. ``row_key`` is the key of a row without its value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from liberate.errors import PrerequisiteError
+from liberate.schema._generated import FieldPlan
 from liberate.schema.avro import AvroSchema
-from liberate.schema.types import COLUMN_ATTRIBUTE, AvroColumn, Converter, avro_column, avro_name
+from liberate.schema.rows import RowLayout, RowView
+from liberate.schema.types import (
+    COLUMN_ATTRIBUTE,
+    AvroColumn,
+    Converter,
+    avro_column,
+    avro_name,
+    keeps_avro_ready,
+    unchanged_type,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +50,21 @@ class TableSchema:
     key_schema: AvroSchema
     value_schema: AvroSchema
     row_fields: tuple[dict[str, Any], ...]
-    _converters: tuple[tuple[int, Converter], ...] = field(repr=False, default=())
+    # (position, converter, the type it returns unchanged): see ``unchanged_type``
+    _converters: tuple[tuple[int, Converter, type | None], ...] = field(repr=False, default=())
     _key_positions: tuple[int, ...] = field(repr=False, default=())
+    _value_layout: RowLayout | None = field(repr=False, default=None, compare=False)
+    _row_key: Callable[[Sequence[Any]], dict[str, Any]] | None = field(
+        repr=False, default=None, compare=False
+    )
 
     def value_of(self, row: Sequence[Any]) -> dict[str, Any]:
         """The Avro value of a row given in ``columns`` order."""
         if self._converters:
             values = list(row)
-            for index, convert in self._converters:
+            for index, convert, keep in self._converters:
                 item = values[index]
-                if item is not None:
+                if item is not None and type(item) is not keep:
                     values[index] = convert(item)
             return dict(zip(self.fields, values, strict=True))
         return dict(zip(self.fields, row, strict=True))
@@ -51,6 +72,19 @@ class TableSchema:
     def key_of(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """The key record of a value produced by ``value_of``."""
         return {self.fields[i]: value[self.fields[i]] for i in self._key_positions}
+
+    def row_value(self, row: Sequence[Any]) -> RowView:
+        """The Avro value of a row (``columns`` order) as a view: equal to ``value_of(row)``.
+
+        For the per-row hot path: see ``RowView``. The row must not change afterwards.
+        """
+        assert self._value_layout is not None  # built by build_table_schema
+        return RowView(row, self._value_layout)
+
+    def row_key(self, row: Sequence[Any]) -> dict[str, Any]:
+        """The key record of a row (``columns`` order): ``key_of(value_of(row))``, cheaper."""
+        assert self._row_key is not None  # built by build_table_schema
+        return self._row_key(row)
 
 
 def build_table_schema(
@@ -91,7 +125,7 @@ def build_table_schema(
         )
     ns = ".".join(avro_name(part) for part in namespace.split("."))
     row_fields: list[dict[str, Any]] = []
-    converters: list[tuple[int, Converter]] = []
+    converters: list[tuple[int, Converter, type | None]] = []
     names: list[str] = []
     for index, column in enumerate(selected):
         mapped: AvroColumn = avro_column(column, where=f"{where}.{column.name}", dialect=dialect)
@@ -107,7 +141,7 @@ def build_table_schema(
         row_fields.append(spec)
         names.append(name)
         if mapped.convert is not None:
-            converters.append((index, mapped.convert))
+            converters.append((index, mapped.convert, unchanged_type(mapped.convert)))
     if len(set(names)) != len(names):
         raise PrerequisiteError(
             f"table {where} has column names that collide once made valid Avro names",
@@ -124,6 +158,10 @@ def build_table_schema(
     key_schema = AvroSchema(
         {"type": "record", "name": "Key", "namespace": ns, "fields": key_fields}
     )
+    plan = [FieldPlan(index) for index in range(len(selected))]
+    for index, convert, keep in converters:
+        plan[index] = FieldPlan(index, convert, keep, keeps_avro_ready(convert))
+    value_layout = RowLayout(value_schema, names, plan, len(names))
     return TableSchema(
         namespace=ns,
         table=table.name,
@@ -136,7 +174,22 @@ def build_table_schema(
         row_fields=tuple(row_fields),
         _converters=tuple(converters),
         _key_positions=key_positions,
+        _value_layout=value_layout,
+        _row_key=_row_key_function(value_layout, [names[i] for i in key_positions]),
     )
+
+
+def _row_key_function(
+    layout: RowLayout, names: Sequence[str]
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    if len(names) == 1:
+        (name,) = names
+        step = layout.plan_of(name)
+        if step.convert is None:  # the common key: one column the driver returns as it is
+            position = step.position
+            return lambda row: {name: row[position]}
+    value = layout.value
+    return lambda row: {name: value(row, name) for name in names}
 
 
 def _not_null(field_type: Any) -> Any:

@@ -324,3 +324,109 @@ def test_a_bad_value_is_a_record_error_naming_the_field(
 def test_a_datum_that_is_not_a_record_is_a_record_error() -> None:
     with pytest.raises(RecordError, match=r"non-nullable record shop\.orders\.Value"):
         encode(1, ROW, None)
+
+
+def _field_schema(field_type: Any) -> AvroSchema:
+    fields = [{"name": "v", "type": field_type}]
+    return AvroSchema({"type": "record", "name": "F", "fields": fields})
+
+
+def _both_or_same_error(schema: AvroSchema, datum: dict[str, Any]) -> None:
+    """The compiled writer writes fastavro's bytes, or fails where fastavro fails."""
+    try:
+        expected = fastavro_bytes(schema, datum)
+    except Exception:
+        with pytest.raises(RecordError):
+            compiled_bytes(schema, datum)
+        return
+    assert compiled_bytes(schema, datum) == expected
+
+
+@pytest.mark.parametrize(("precision", "scale"), [(1, 0), (5, 2), (12, 2), (20, 0), (38, 10)])
+def test_decimal_shortcut_writes_fastavro_bytes_and_refuses_what_fastavro_refuses(
+    precision: int, scale: int
+) -> None:
+    schema = _field_schema(
+        {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}
+    )
+    rng = random.Random(precision * 100 + scale)
+    limit = 10**precision
+    unscaled = [0, 1, -1, limit - 1, -(limit - 1), limit, -limit, 127, 128, -128, -129, 255, 256]
+    unscaled += [rng.randrange(-limit * 10, limit * 10) for _ in range(300)]
+    for n in unscaled:
+        for value in (
+            Decimal(n).scaleb(-scale),  # the exponent drivers return: the shortcut
+            Decimal(n).scaleb(-scale - 1),  # one digit too many: fastavro refuses
+            Decimal(n),  # fewer decimals: fastavro scales it
+        ):
+            _both_or_same_error(schema, {"v": value})
+    for odd in (Decimal("-0").scaleb(-scale), Decimal("NaN"), Decimal("-Infinity")):
+        _both_or_same_error(schema, {"v": odd})
+
+
+def test_decimal_shortcut_ignores_a_narrow_decimal_context() -> None:
+    import decimal
+
+    schema = _field_schema({"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 0})
+    big = Decimal(10**37 + 12345)
+    with decimal.localcontext(decimal.Context(prec=5)):
+        assert compiled_bytes(schema, {"v": big}) == fastavro_bytes(schema, {"v": big})
+
+
+def _instants(rng: random.Random) -> list[dt.datetime]:
+    from zoneinfo import ZoneInfo
+
+    zones = [
+        UTC,
+        ZoneInfo("Etc/UTC"),
+        ZoneInfo("Europe/Paris"),
+        ZoneInfo("America/St_Johns"),
+        dt.timezone(dt.timedelta(hours=-9, minutes=-30)),
+    ]
+    values = [
+        dt.datetime(1, 1, 1, tzinfo=UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        dt.datetime(1970, 1, 1, tzinfo=UTC),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    for _ in range(200):
+        seconds = rng.randrange(-(10**10), 10**10)
+        moment = dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(
+            seconds=seconds, microseconds=rng.randrange(10**6)
+        )
+        values.append(moment.astimezone(rng.choice(zones)))
+    return values
+
+
+def test_timestamp_shortcuts_write_fastavro_bytes() -> None:
+    rng = random.Random(11)
+    utc = _field_schema({"type": "long", "logicalType": "timestamp-micros"})
+    local = _field_schema({"type": "long", "logicalType": "local-timestamp-micros"})
+    nullable = _field_schema(["null", {"type": "long", "logicalType": "timestamp-micros"}])
+    for moment in _instants(rng):
+        for schema in (utc, local, nullable):
+            assert compiled_bytes(schema, {"v": moment}) == fastavro_bytes(schema, {"v": moment})
+        naive = moment.replace(tzinfo=None)
+        for schema in (utc, local):  # naive: fastavro's reading (local time / wall clock)
+            assert compiled_bytes(schema, {"v": naive}) == fastavro_bytes(schema, {"v": naive})
+    for schema in (utc, local):
+        assert compiled_bytes(schema, {"v": 1234567}) == fastavro_bytes(schema, {"v": 1234567})
+
+
+def test_longs_of_every_size_write_fastavro_bytes() -> None:
+    schema = _field_schema("long")
+    values = [0, -1, 2**63 - 1, -(2**63)]
+    for bits in range(1, 63):
+        values += [2**bits - 1, 2**bits, 2**bits + 1, -(2**bits), -(2**bits) - 1]
+    for value in values:
+        assert compiled_bytes(schema, {"v": value}) == fastavro_bytes(schema, {"v": value})
+
+
+def test_a_record_given_as_any_mapping_writes_fastavro_bytes() -> None:
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    datum = sample(random.Random(3))
+    expected = fastavro_bytes(EVERYTHING, datum)
+    assert compiled_bytes(EVERYTHING, OrderedDict(datum)) == expected
+    assert compiled_bytes(EVERYTHING, MappingProxyType(datum)) == expected
