@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from string import Formatter
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from liberate.config.base import DatabaseSettings, SourceConfig
 from liberate.config.durations import Duration
+from liberate.config.templates import check_template
 
 SnapshotMode = Literal["initial", "never", "when_needed", "initial_only"]
 TEMPLATE_VARIABLES = ("source", "database", "schema", "table")
@@ -84,19 +84,7 @@ class MySqlSourceConfig(SourceConfig, DatabaseSettings):
     @field_validator("topic")
     @classmethod
     def _topic_template_parses(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            names = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"is not a valid template: {exc}") from exc
-        unknown = sorted(names - set(TEMPLATE_VARIABLES))
-        if unknown:
-            raise ValueError(
-                f"unknown variable(s) {', '.join('{' + n + '}' for n in unknown)}; "
-                "use {source}, {database}, {table}"
-            )
-        return value
+        return None if value is None else check_template(value, TEMPLATE_VARIABLES)
 
     @model_validator(mode="after")
     def _heartbeat_is_positive(self) -> MySqlSourceConfig:

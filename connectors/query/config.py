@@ -23,13 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from string import Formatter
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from liberate.config.base import DatabaseSettings, SourceConfig
 from liberate.config.durations import Duration, ScheduleField, parse_schedule
+from liberate.config.templates import check_template
 
 # ---------------------------------------------------------------------------------------------
 # The model
@@ -164,19 +164,7 @@ class QuerySourceConfig(SourceConfig, DatabaseSettings):
     @field_validator("topic")
     @classmethod
     def _topic_template_parses(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            names = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"is not a valid template: {exc}") from exc
-        unknown = sorted(names - set(TEMPLATE_VARIABLES))
-        if unknown:
-            raise ValueError(
-                f"unknown variable(s) {', '.join('{' + n + '}' for n in unknown)}; "
-                "use {source}, {schema}, {table}"
-            )
-        return value
+        return None if value is None else check_template(value, TEMPLATE_VARIABLES)
 
     @model_validator(mode="after")
     def _combinations_make_sense(self) -> QuerySourceConfig:

@@ -150,7 +150,10 @@ def _print_tables(settings: DatabaseSettings, name: str, out: TextIO) -> None:
     engine = create_engine(settings)
     try:
         with engine.connect() as conn:
-            tables = sorted(sa.inspect(conn).get_table_names())
+            # liberate's own bookkeeping (the sink's offsets table) is not the user's data.
+            tables = sorted(
+                t for t in sa.inspect(conn).get_table_names() if not t.startswith("liberate_")
+            )
             print(f"sink {name} database {mask_url(database_url(settings))}:", file=out)
             for table in tables:
                 count = conn.execute(
