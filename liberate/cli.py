@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -57,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = verbs.add_parser("status", help="position and lag of every connector")
     status.add_argument("file")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    registry = verbs.add_parser("registry", help="a Confluent-compatible schema registry")
+    registry_verbs = registry.add_subparsers(dest="registry_verb", required=True, metavar="VERB")
+    serve = registry_verbs.add_parser(
+        "serve", help="serve the registry stored in FILE (SQLite, created if missing) over HTTP"
+    )
+    serve.add_argument("file", help="SQLite store of the registry, e.g. .liberate/registry.db")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8081, help="port to listen on (0: any free)")
     return parser
 
 
@@ -75,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`liberate tail ... | head`): not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -100,6 +115,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return demo.demo(args.file)
     if args.verb == "status":
         return inspect.status(args.file, as_json=args.json)
+    if args.verb == "registry":
+        from liberate.commands import registry
+
+        return registry.serve(args.file, host=args.host, port=args.port)
     raise ConfigError(f"unknown verb {args.verb}")
 
 
