@@ -103,9 +103,15 @@ class SinkTask:
         self.stats.add(Counter(r.topic for r in batch))
 
     def _reached_end(self, consumer: StreamConsumer) -> bool:
-        """True when the sink has committed the end offset of every assigned partition."""
+        """True when the sink is at the end offset of every assigned partition.
+
+        "At" is the larger of the sink's own committed offset and the consumer's position:
+        with Kafka transactions the end offset sits past the last commit marker, which only
+        the consumer's position moves beyond.
+        """
         assigned = consumer.assignment()
         committed = self.sink.committed_offsets(assigned)
+        positions = consumer.positions()
         ends = {
             TopicPartition(info.name, partition): end
             for info in self.backend.topics()
@@ -113,6 +119,7 @@ class SinkTask:
         }
         for tp in assigned:
             end = ends.get(tp, 0)
-            if end > 0 and committed.get(tp, 0) < end:
+            at = max(committed.get(tp, 0), positions.get(tp, 0))
+            if end > 0 and at < end:
                 return False
         return True
