@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from liberate.config.base import DatabaseSettings
 from liberate.config.loader import load_run_file, parse_run_file
 from liberate.errors import ConfigError
 
@@ -39,7 +40,8 @@ def test_valid_file_interpolates_environment_variables_and_defaults() -> None:
     assert str(run.streams.path) == ".liberate/test.db"
     source = run.sources[0]
     assert source.name == "shop"
-    assert getattr(source, "database").get_secret_value() == "sqlite:////data/shop.db"
+    assert isinstance(source, DatabaseSettings)
+    assert source.database.get_secret_value() == "sqlite:////data/shop.db"
     assert run.sinks[0].name == "warehouse"
 
 
@@ -89,8 +91,8 @@ def test_yaml_syntax_error_names_the_line() -> None:
 
 
 def test_duplicate_keys_are_refused() -> None:
-    error = parse(GOOD.replace("    mode: incrementing\n", "    mode: incrementing\n    mode: bulk\n"),
-                  {"SHOP_DB": "x.db"})
+    twice = GOOD.replace("    mode: incrementing\n", "    mode: incrementing\n    mode: bulk\n")
+    error = parse(twice, {"SHOP_DB": "x.db"})
     assert any("duplicate key" in i.message and i.path == "sources[0].mode" for i in error.issues)
 
 
