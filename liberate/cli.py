@@ -67,6 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("file", help="SQLite store of the registry, e.g. .liberate/registry.db")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8081, help="port to listen on (0: any free)")
+
+    sink = verbs.add_parser("sink", help="tools for the sinks of a run file")
+    sink_verbs = sink.add_subparsers(dest="sink_verb", required=True, metavar="VERB")
+    plan = sink_verbs.add_parser(
+        "plan", help="print the DDL the sinks would run for the registry's schemas; runs nothing"
+    )
+    plan.add_argument("file")
+    plan.add_argument("--sink", help="only the sink of this name")
+
+    dlq = verbs.add_parser("dlq", help="records the sinks dead-lettered or parked")
+    dlq_verbs = dlq.add_subparsers(dest="dlq_verb", required=True, metavar="VERB")
+    dlq_list = dlq_verbs.add_parser("list", help="list them per sink, oldest first")
+    dlq_list.add_argument("file")
+    dlq_list.add_argument("--sink", help="only the sink of this name")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object a line")
+    dlq_replay = dlq_verbs.add_parser(
+        "replay", help="apply them to the targets in order (after fixing the cause)"
+    )
+    dlq_replay.add_argument("file")
+    dlq_replay.add_argument("--sink", help="only the sink of this name")
+    dlq_discard = dlq_verbs.add_parser(
+        "discard", help="drop set-aside records without applying them (the others stay)"
+    )
+    dlq_discard.add_argument("file")
+    dlq_discard.add_argument("origin", nargs="+", help="topic[partition]@offset, as listed")
+    dlq_discard.add_argument("--sink", help="only the sink of this name")
     return parser
 
 
@@ -119,6 +145,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from liberate.commands import registry
 
         return registry.serve(args.file, host=args.host, port=args.port)
+    if args.verb == "sink":
+        from liberate.commands import sink
+
+        return sink.plan(args.file, sink_name=args.sink)
+    if args.verb == "dlq":
+        from liberate.commands import dlq
+
+        if args.dlq_verb == "list":
+            return dlq.list_parked(args.file, sink_name=args.sink, as_json=args.json)
+        if args.dlq_verb == "discard":
+            return dlq.discard(args.file, args.origin, sink_name=args.sink)
+        return dlq.replay(args.file, sink_name=args.sink)
     raise ConfigError(f"unknown verb {args.verb}")
 
 

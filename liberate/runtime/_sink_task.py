@@ -1,22 +1,112 @@
-"""One sink's loop: read a batch, decode, write rows and offsets in one target transaction."""
+"""One sink's loop: read a batch, decode, write rows and offsets in one target transaction.
+
+Sinks that keep dead letters (they have ``attach_context``) get a ``SinkContext`` before they
+open, after Kafka Connect's ``SinkTaskContext``: it hands them the bytes each record was
+consumed as, appends their dead letters to the stream backend, and tells whether a record's
+value schema is the latest registered one. Such sinks also receive the records that cannot be
+decoded, flagged (``SinkRecord.extra[RECORD_ERROR]`` holds the ``RecordError``; key and
+value are None, the key is kept when it decodes), so they can dead-letter them and still move
+their offsets past them; other sinks stop at them, as before.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from liberate.connector import Sink
-from liberate.errors import LiberateError, RetriableError
-from liberate.records import ConsumedRecord, TopicPartition
+from liberate.errors import LiberateError, RecordError, RetriableError
+from liberate.records import ConsumedRecord, Headers, SinkRecord, StreamRecord, TopicPartition
 from liberate.runtime._retry import Backoff
 from liberate.runtime._stats import ConnectorStats
+from liberate.schema.avro import schema_id_of
+from liberate.schema.registry import SchemaRegistry
 from liberate.serde import RecordDeserializer
 from liberate.streams.base import StreamBackend, StreamConsumer
 
 log = logging.getLogger("liberate.runtime")
 
 POLL_TIMEOUT_S = 0.2
+#: ``SinkRecord.extra`` key of the error of a record the runtime could not decode
+RECORD_ERROR = "liberate.error"
+
+_Coordinates = tuple[str, int, int]
+
+
+class SinkContext:
+    """What the runtime offers a sink about the batch it is writing (see the module doc).
+
+    Used from the sink's thread only; ``begin`` is called before each ``write``.
+    """
+
+    def __init__(self, backend: StreamBackend, registry: SchemaRegistry) -> None:
+        self._backend = backend
+        self._registry = registry
+        self._batch: Sequence[ConsumedRecord] = ()
+        self._index: dict[_Coordinates, ConsumedRecord] | None = None
+        self._topics: set[str] = set()
+        self._subjects: dict[int, str | None] = {}
+
+    def begin(self, batch: Sequence[ConsumedRecord]) -> None:
+        """The consumed records of the next ``write``."""
+        self._batch = batch
+        self._index = None  # built on first use: most batches never need it
+
+    def raw(self, record: SinkRecord) -> tuple[bytes | None, bytes | None] | None:
+        """The key and value bytes ``record`` was consumed as; None when not in the batch."""
+        consumed = self._consumed(record)
+        return None if consumed is None else (consumed.key, consumed.value)
+
+    def send(self, topic: str, letters: Sequence[tuple[SinkRecord, Headers]]) -> None:
+        """Append each record's consumed bytes to ``topic`` with its headers plus the given
+        ones; durable on return."""
+        records = []
+        for record, headers in letters:
+            consumed = self._consumed(record)
+            if consumed is None:
+                raise RetriableError(f"record {record.topic}[{record.partition}]@"
+                                     f"{record.offset} is not in the batch being written")
+            records.append(StreamRecord(topic, consumed.key, consumed.value,
+                                        (*consumed.headers, *headers), consumed.timestamp_ms))
+        if topic not in self._topics:
+            self._backend.ensure_topic(topic)
+            self._topics.add(topic)
+        self._backend.append(records, [])
+
+    def is_latest_schema(self, record: SinkRecord) -> bool | None:
+        """Whether ``record``'s value schema is the latest version of its subject (the
+        topic's value subject when it holds the schema, else any that does)."""
+        consumed = self._consumed(record)
+        if consumed is None or consumed.value is None:
+            return None
+        try:
+            schema_id = schema_id_of(consumed.value)
+            subject = self._subject(schema_id, f"{record.topic}-value")
+            if subject is None:
+                return None
+            versions = self._registry.versions(subject)
+        except LiberateError as exc:
+            log.debug("cannot tell the age of schema of %s: %s", record.topic, exc)
+            return None
+        return bool(versions) and versions[-1].schema_id == schema_id
+
+    def _subject(self, schema_id: int, preferred: str) -> str | None:
+        if schema_id not in self._subjects:
+            found = None
+            for subject in [preferred, *self._registry.subjects()]:
+                if any(v.schema_id == schema_id for v in self._registry.versions(subject)):
+                    found = subject
+                    break
+            self._subjects[schema_id] = found
+        return self._subjects[schema_id]
+
+    def _consumed(self, record: SinkRecord) -> ConsumedRecord | None:
+        if self._index is None:
+            self._index = {(c.topic, c.partition, c.offset): c for c in self._batch}
+        return self._index.get((record.topic, record.partition, record.offset))
 
 
 class SinkTask:
@@ -24,8 +114,8 @@ class SinkTask:
     produced: ``sources_done`` is set and the sink has reached the end of its topics).
 
     The sink's own offsets table is the source of truth: on (re)assignment the consumer starts
-    from ``sink.committed_offsets``. The group offsets committed to the backend afterwards only
-    serve ``status`` and lag.
+    from ``sink.committed_offsets``, or from the beginning of a partition the sink never wrote.
+    The group offsets committed to the backend afterwards only serve ``status`` and lag.
     """
 
     def __init__(
@@ -49,13 +139,18 @@ class SinkTask:
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.stats = ConnectorStats(sink.name)
+        self._context: SinkContext | None = None
+        attach = getattr(sink, "attach_context", None)
+        if callable(attach):
+            self._context = SinkContext(backend, deserializer.registry)
+            attach(self._context)
 
     def run(self) -> None:
         """Thread target: loop with retries; records a fatal error in ``stats.error``."""
         backoff = Backoff()
         while not self.stop.is_set():
             try:
-                self._run_once()
+                self._run_once(backoff)
                 return
             except RetriableError as exc:
                 if self.max_retries is not None and backoff.attempts >= self.max_retries:
@@ -72,35 +167,91 @@ class SinkTask:
                 self.stats.error = f"sink {self.sink.name}: unexpected {exc!r}"
                 return
 
-    def _run_once(self) -> None:
+    def _run_once(self, backoff: Backoff) -> None:
         self.sink.open()
         config = self.sink.config
         consumer: StreamConsumer | None = None
+        writer: _Writer | None = None
         try:
             consumer = self.backend.consumer(
                 self.sink.name,
                 topics=tuple(config.topics),
                 pattern=config.topics_regex,
-                on_assign=self.sink.committed_offsets,
+                on_assign=self._start_positions,
             )
+            writer = _Writer(self, read_ahead=bool(getattr(self.sink, "read_ahead", False)))
             while not self.stop.is_set():
                 batch = consumer.poll(self.batch_size, POLL_TIMEOUT_S)
                 if batch:
-                    self._write(consumer, batch)
+                    written = writer.submit(batch, self._decoded(batch))
+                    if written:
+                        self._committed(consumer, written)
+                        backoff.reset()  # retries count consecutive failures, not a lifetime's
+                    continue
+                written = writer.drain()
+                if written:
+                    self._committed(consumer, written)
+                    backoff.reset()
                 elif self.once and self.sources_done.is_set() and self._reached_end(consumer):
                     return
+            written = writer.drain()  # stopping: finish the write in flight, then commit it
+            if written:
+                self._committed(consumer, written)
         finally:
+            if writer is not None:
+                writer.close()
             if consumer is not None:
                 consumer.close()
             self.sink.close()
 
-    def _write(self, consumer: StreamConsumer, batch: list[ConsumedRecord]) -> None:
-        self.sink.write(self.deserializer.deserialize(batch))
+    def _start_positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where assigned partitions start: the sink's own next offset, else the beginning.
+
+        Never the group's committed offset: a sink whose target has no offsets for a
+        partition (a new target database) has written none of it, whatever the group says.
+        """
+        stored = self.sink.committed_offsets(partitions)
+        return {tp: stored.get(tp, 0) for tp in partitions}
+
+    def _write(self, batch: list[ConsumedRecord], records: list[SinkRecord]) -> None:
+        """Write one batch (on the writer's thread when reading ahead)."""
+        if self._context is not None:
+            self._context.begin(batch)
+        self.sink.write(records)
+
+    def _committed(self, consumer: StreamConsumer, batch: list[ConsumedRecord]) -> None:
+        """Commit the group offsets past a written batch (for status and lag only)."""
         next_offsets: dict[TopicPartition, int] = {}
         for record in batch:
             next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
         consumer.commit(next_offsets)
         self.stats.add(Counter(r.topic for r in batch))
+
+    def _decoded(self, batch: list[ConsumedRecord]) -> list[SinkRecord]:
+        try:
+            return self.deserializer.deserialize(batch)
+        except RecordError:
+            if self._context is None:
+                raise
+        # One record is undecodable: decode one by one, flagging the ones that fail.
+        return [self._decoded_one(record) for record in batch]
+
+    def _decoded_one(self, record: ConsumedRecord) -> SinkRecord:
+        try:
+            return self.deserializer.deserialize([record])[0]
+        except RecordError as exc:
+            error = exc
+        key, key_schema = None, None
+        if record.key is not None:
+            keyed = ConsumedRecord(record.topic, record.partition, record.offset, record.key,
+                                   None, record.headers, record.timestamp_ms)
+            try:
+                decoded = self.deserializer.deserialize([keyed])[0]
+                key, key_schema = decoded.key, decoded.key_schema
+            except RecordError:
+                pass
+        return SinkRecord(record.topic, record.partition, record.offset, key, None, key_schema,
+                          None, record.headers, record.timestamp_ms, {RECORD_ERROR: error})
 
     def _reached_end(self, consumer: StreamConsumer) -> bool:
         """True when the sink is at the end offset of every assigned partition.
@@ -123,3 +274,44 @@ class SinkTask:
             if end > 0 and at < end:
                 return False
         return True
+
+
+class _Writer:
+    """Runs ``SinkTask._write``: inline, or with ``read_ahead`` on one background thread, so
+    the next batch is polled and decoded while the sink writes the current one (its database
+    works meanwhile). One write is in flight at most; the consumer stays on the task's thread.
+
+    Sinks opt in with a true ``read_ahead`` attribute: their ``committed_offsets`` may then
+    run while a write is in flight (when partitions are reassigned during a poll).
+    """
+
+    def __init__(self, task: SinkTask, *, read_ahead: bool) -> None:
+        self._task = task
+        self._pool = ThreadPoolExecutor(1, f"sink-write:{task.sink.name}") if read_ahead \
+            else None
+        self._flight: tuple[list[ConsumedRecord], Future[None]] | None = None
+
+    def submit(self, batch: list[ConsumedRecord], records: list[SinkRecord]
+               ) -> list[ConsumedRecord] | None:
+        """Write ``batch``; returns the batch whose write finished (this one when inline, the
+        one before when reading ahead), or None. Raises what the write raised."""
+        if self._pool is None:
+            self._task._write(batch, records)
+            return batch
+        done = self.drain()
+        self._flight = (batch, self._pool.submit(self._task._write, batch, records))
+        return done
+
+    def drain(self) -> list[ConsumedRecord] | None:
+        """Wait for the write in flight; returns its batch (None when there was none)."""
+        if self._flight is None:
+            return None
+        batch, future = self._flight
+        self._flight = None
+        future.result()
+        return batch
+
+    def close(self) -> None:
+        """Wait for any write in flight (its error, if any, is already reported or moot)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

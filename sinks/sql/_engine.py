@@ -3,7 +3,10 @@
 Every new connection runs at UTC, so naive UTC datetimes land as the same instant in columns
 that convert zones (MySQL TIMESTAMP, PostgreSQL timestamptz), and MySQL runs in strict mode,
 so a too-long or out-of-range value is an error instead of a silent truncation. SQLite waits
-for a busy file instead of failing at once.
+for a busy file instead of failing at once, and its transactions are begun by SQLAlchemy
+(``BEGIN IMMEDIATE``) rather than by the sqlite3 module, which begins them only at the first
+write: a savepoint released before that write would commit (SQLAlchemy's pysqlite recipe),
+and a transaction that reads before it writes could not wait for another writer.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from liberate.config.base import DatabaseSettings
 from liberate.database import create_engine
@@ -38,7 +41,18 @@ def sink_engine(settings: DatabaseSettings) -> Engine:
     statements = _SESSION_SETUP.get(dialect, ())
     if statements:
         event.listen(engine, "connect", _session_setup(statements, engine.dialect.name))
+    if dialect == "sqlite":
+        event.listen(engine, "connect", _sqlite_manual_transactions)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _session_setup(statements: tuple[str, ...], dialect: str) -> Any:

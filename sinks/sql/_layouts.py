@@ -1,53 +1,66 @@
-"""How the records of one schema map onto one target table: columns, binds, value converters.
+"""How the records of one shape map onto one target table: columns, binds, value converters.
 
 A layout is computed once per (table, row schema, key schema) and turns changes into row
 tuples in column order: ``rows`` for SQLAlchemy statements, ``copy_rows`` for PostgreSQL's
-binary COPY. A conversion that fails raises ``RecordError`` naming the record.
+binary COPY. Each is a function generated for the layout (one tuple display per change, no
+per-column loop), the lever that made row building cheap. A conversion that fails raises
+``RecordError`` naming the record.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from liberate.errors import RecordError
 from liberate.schema.avro import AvroSchema
 from sinks.sql._events import Change, origin
-from sinks.sql._tables import column_name, field_columns
+from sinks.sql._shape import FieldColumn, Origin, column_name
 from sinks.sql._values import Binding, CopyField, binding, copy_field
 
 Converter = Callable[[Any], Any]
+RowBuilder = Callable[[Sequence[Change]], list[tuple[Any, ...]]]
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError, AttributeError)
+_serial = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
 class RowLayout:
-    """Rows of one row schema (and key schema) written into one table."""
+    """Rows of one shape written into one table."""
 
     table: sa.TableClause  # the target, with the bind type of every written column
     target: sa.Table  # the reflected target
     columns: tuple[str, ...]
     key_columns: tuple[str, ...]
+    row_fields: dict[str, str]  # row field name -> its column (for unchanged fields)
     copy_fields: tuple[CopyField, ...]  # PostgreSQL only: the binary COPY form of each column
-    _key_getter: Callable[[Any], tuple[Any, ...]]
-    _row_getter: Callable[[Any], tuple[Any, ...]]
-    _converters: tuple[tuple[int, Converter], ...]
-    _copy_converters: tuple[tuple[int, Converter], ...]
+    _rows: RowBuilder
+    _copy_rows: RowBuilder
+    _driver_rows: RowBuilder
+
+    def driver_rows(self, changes: Sequence[Change]) -> list[tuple[Any, ...]]:
+        """The row tuples as the driver takes them: ``rows`` with SQLAlchemy's bind processing
+        of each column's type done too (for statements run on the driver directly)."""
+        return _built(self._driver_rows, changes)
 
     def rows(self, changes: Sequence[Change]) -> list[tuple[Any, ...]]:
         """The row tuples (in ``columns`` order) for SQLAlchemy statements."""
-        return _converted(changes, self._values, self._converters)
+        return _built(self._rows, changes)
 
     def copy_rows(self, changes: Sequence[Change]) -> list[tuple[Any, ...]]:
         """The row tuples for PostgreSQL's binary COPY (see ``copy_fields``)."""
-        return _converted(changes, self._values, self._copy_converters)
+        return _built(self._copy_rows, changes)
 
-    def _values(self, change: Change) -> tuple[Any, ...]:
-        return self._key_getter(change.key) + self._row_getter(change.row)
+    def kept_columns(self, unchanged: frozenset[str] | None) -> frozenset[str]:
+        """The columns of the unchanged fields ``unchanged``: not to be updated."""
+        if not unchanged:
+            return frozenset()
+        return frozenset(self.row_fields[f] for f in unchanged if f in self.row_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,77 +69,55 @@ class KeyLayout:
 
     table: sa.TableClause
     key_columns: tuple[str, ...]
-    _getter: Callable[[Any], tuple[Any, ...]]
-    _converters: tuple[tuple[int, Converter], ...]
+    _keys: RowBuilder
 
     def keys(self, changes: Sequence[Change]) -> list[tuple[Any, ...]]:
         """The key tuples (in ``key_columns`` order)."""
-        return _converted(changes, self._values, self._converters)
-
-    def _values(self, change: Change) -> tuple[Any, ...]:
-        return self._getter(change.key)
+        return _built(self._keys, changes)
 
 
-def _converted(
-    changes: Sequence[Change],
-    values_of: Callable[[Change], tuple[Any, ...]],
-    converters: tuple[tuple[int, Converter], ...],
-) -> list[tuple[Any, ...]]:
-    out: list[tuple[Any, ...]] = []
-    change: Change | None = None
-    try:
-        for change in changes:
-            values = values_of(change)
-            if converters:
-                items = list(values)
-                for index, convert in converters:
-                    if items[index] is not None:
-                        items[index] = convert(items[index])
-                values = tuple(items)
-            out.append(values)
-    except _CONVERSION_ERRORS as exc:
-        assert change is not None
-        raise _conversion_error(change, exc) from exc
-    return out
-
-
-def row_layout(
-    target: sa.Table, row_schema: AvroSchema, key_schema: AvroSchema | None, dialect: str
-) -> RowLayout:
-    """The layout of rows of ``row_schema`` in ``target`` (which has all their columns)."""
-    columns = field_columns(row_schema, key_schema)
-    bindings = [binding(c.type, target.c[c.column].type, dialect) for c in columns]
-    copies = [copy_field(c.type) for c in columns] if dialect == "postgresql" else []
-    from_key = [c.field for c in columns if c.from_key]
-    from_row = [c.field for c in columns if not c.from_key]
+def row_layout(target: sa.Table, columns: Sequence[FieldColumn], dialect: Dialect) -> RowLayout:
+    """The layout of rows of ``columns`` (a shape) in ``target``, which has them all."""
+    name = dialect.name
+    bindings = [binding(c.type, target.c[c.column].type, name) for c in columns]
+    copies = [copy_field(c.type) for c in columns] if name == "postgresql" else []
+    sources = [(c.origin, c.field) for c in columns]
+    processed = [_chained(b.convert, b.type.dialect_impl(dialect).bind_processor(dialect))
+                 for b in bindings]
     return RowLayout(
         table=_bind_table(target, [c.column for c in columns], bindings),
         target=target,
         columns=tuple(c.column for c in columns),
         key_columns=tuple(c.column for c in columns if c.key),
+        row_fields={c.field: c.column for c in columns if c.origin is Origin.ROW},
         copy_fields=tuple(copies),
-        _key_getter=_getter(from_key),
-        _row_getter=_getter(from_row),
-        _converters=tuple((i, b.convert) for i, b in enumerate(bindings) if b.convert),
-        _copy_converters=tuple((i, c.convert) for i, c in enumerate(copies) if c.convert),
+        _rows=_builder(sources, [b.convert for b in bindings]),
+        _copy_rows=_builder(sources, [c.convert for c in copies]) if copies else _no_rows,
+        _driver_rows=_builder(sources, processed),
     )
 
 
-def key_layout(target: sa.Table, key_schema: AvroSchema, dialect: str) -> KeyLayout | None:
+def _chained(first: Converter | None, then: Converter | None) -> Converter | None:
+    if first is None or then is None:
+        return first or then
+    return lambda value: then(first(value))
+
+
+def key_layout(target: sa.Table, key_schema: AvroSchema, dialect: Dialect) -> KeyLayout | None:
     """The layout of keys of ``key_schema`` in ``target``; None when a key column is missing."""
     fields = key_schema.fields
     names = [column_name(f) for f in fields]
     if not names or any(name not in target.c for name in names):
         return None
     bindings = [
-        binding(f["type"], target.c[n].type, dialect)
+        binding(f["type"], target.c[n].type, dialect.name)
         for f, n in zip(fields, names, strict=True)
     ]
     return KeyLayout(
         table=_bind_table(target, names, bindings),
         key_columns=tuple(names),
-        _getter=_getter([f["name"] for f in fields]),
-        _converters=tuple((i, b.convert) for i, b in enumerate(bindings) if b.convert),
+        _keys=_builder([(Origin.KEY, str(f["name"])) for f in fields],
+                       [b.convert for b in bindings]),
     )
 
 
@@ -140,14 +131,69 @@ def _bind_table(
     )
 
 
-def _getter(fields: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
-    if not fields:
-        return lambda _: ()
-    if len(fields) == 1:
-        (only,) = fields
-        return lambda record: (record[only],)
-    get: Callable[[Any], tuple[Any, ...]] = itemgetter(*fields)
-    return get
+def _no_rows(changes: Sequence[Change]) -> list[tuple[Any, ...]]:
+    raise AssertionError("COPY rows are built for PostgreSQL layouts only")
+
+
+_COORDINATES = {"topic": "rec.topic", "partition": "rec.partition", "offset": "rec.offset"}
+
+
+def _builder(
+    sources: Sequence[tuple[Origin, str]], converters: Sequence[Converter | None]
+) -> RowBuilder:
+    """A function turning changes into tuples of the values of ``sources``, converted.
+
+    Field names live in the function's namespace, never in its source text.
+    """
+    namespace: dict[str, Any] = {}
+    prologue: list[str] = []
+    items: list[str] = []
+    for i, ((where, name), convert) in enumerate(zip(sources, converters, strict=True)):
+        if where is Origin.COORD:
+            value = _COORDINATES[name]
+        else:
+            namespace[f"F{i}"] = name
+            prologue.append(f"f{i} = F{i}")
+            value = f"{'k' if where is Origin.KEY else 'r'}[f{i}]"
+        if convert is not None:
+            namespace[f"c{i}"] = convert
+            value = f"(None if (v := {value}) is None else c{i}(v))"
+        items.append(value)
+    loads = []
+    if any(s is Origin.KEY for s, _ in sources):
+        loads.append("k = change.key")
+    if any(s is Origin.ROW for s, _ in sources):
+        loads.append("r = change.row")
+    if any(s is Origin.COORD for s, _ in sources):
+        loads.append("rec = change.record")
+    body = [
+        *prologue,
+        "out = []",
+        "append = out.append",
+        "for change in changes:",
+        *(f"    {line}" for line in loads),
+        f"    append(({', '.join(items)},))",
+        "return out",
+    ]
+    text = "def build(changes):\n" + "\n".join(f"    {line}" for line in body) + "\n"
+    code = compile(text, f"<liberate sink rows {next(_serial)}>", "exec")
+    exec(code, namespace)  # generated from the templates above: no schema text in it
+    built: RowBuilder = namespace["build"]
+    return built
+
+
+def _built(build: RowBuilder, changes: Sequence[Change]) -> list[tuple[Any, ...]]:
+    try:
+        return build(changes)
+    except _CONVERSION_ERRORS:
+        pass
+    # Find the change that failed, one by one, to name it.
+    for change in changes:
+        try:
+            build([change])
+        except _CONVERSION_ERRORS as exc:
+            raise _conversion_error(change, exc) from exc
+    return build(changes)
 
 
 def _conversion_error(change: Change, exc: BaseException) -> RecordError:

@@ -3,19 +3,24 @@
 ``liberate_sink_offsets(sink, topic, partition, next_offset)``, primary key
 ``(sink, topic, partition)``. Rows are written in the same transaction as the data they
 account for, which is what makes the sink exactly-once: a restart resumes from here, and a
-crash before commit leaves neither rows nor offsets.
+crash before commit leaves neither rows nor offsets. ``Span`` and ``not_yet_written`` find the
+records of a batch written already (a retry after an ambiguous commit), which are skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from liberate.records import TopicPartition
-from sinks.sql._tables import MYSQL_CHARSET, MYSQL_COLLATION
+from liberate.records import SinkRecord, TopicPartition
+from sinks.sql._evolution import MYSQL_CHARSET, MYSQL_COLLATION
 from sinks.sql._writes import upsert_statement
+
+T = TypeVar("T", bound=tuple[Any, Any])
 
 KEY_COLUMNS = ("sink", "topic", "partition")
 COLUMNS = (*KEY_COLUMNS, "next_offset")
@@ -77,3 +82,62 @@ class OffsetStore:
                     for tp, offset in offsets.items()
                 ],
             )
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The first and last offset of each partition in a batch (records of a partition come in
+    offset order), to tell in one comparison per partition that none was written yet."""
+
+    first: dict[tuple[str, int], int]
+    last: dict[tuple[str, int], int]
+
+    @classmethod
+    def of(cls, batch: Sequence[SinkRecord]) -> Span:
+        first: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}
+        for record in batch:
+            at = (record.topic, record.partition)
+            if at not in last:
+                first[at] = record.offset
+            last[at] = record.offset
+        return cls(first, last)
+
+    def topics(self) -> set[str]:
+        return {topic for topic, _ in self.first}
+
+    def all_from(self, stored: dict[TopicPartition, int]) -> bool:
+        """Whether every record is at or past the stored offset of its partition."""
+        return all(
+            offset >= stored.get(TopicPartition(topic, partition), 0)
+            for (topic, partition), offset in self.first.items()
+        )
+
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        return {TopicPartition(t, p): offset + 1 for (t, p), offset in self.last.items()}
+
+
+def not_yet_written(changes: Sequence[T], stored: dict[TopicPartition, int]) -> list[T]:
+    """The changes whose records are at or past the stored offsets (a replay skips the rest).
+
+    ``changes`` are ``(anything, change)`` pairs whose change has a ``record``.
+    """
+    if not stored:
+        return list(changes)
+    floor = {(tp.topic, tp.partition): offset for tp, offset in stored.items()}
+    return [
+        pair
+        for pair in changes
+        if pair[1].record.offset >= floor.get((pair[1].record.topic, pair[1].record.partition), 0)
+    ]
+
+
+def next_offsets_of(changes: Sequence[T]) -> dict[TopicPartition, int]:
+    """The next offset of each partition after the records of ``changes``."""
+    last: dict[tuple[str, int], int] = {}
+    for _, change in changes:
+        record = change.record
+        at = (record.topic, record.partition)
+        if record.offset >= last.get(at, -1):
+            last[at] = record.offset
+    return {TopicPartition(topic, part): offset + 1 for (topic, part), offset in last.items()}

@@ -45,6 +45,15 @@ def test_schema_key_sets_the_target_schema() -> None:
         {"unknown_key": 1},
         {"connector": "jdbc"},
         {"database": "not a url"},
+        {"mode": "merge"},
+        {"pk_mode": "record_value"},  # needs pk_fields
+        {"pk_fields": ["id"]},  # only with record_value
+        {"pk_mode": "none", "mode": "upsert"},  # append-only has no key to upsert by
+        {"fields_include": ["a"], "fields_exclude": ["a"]},
+        {"errors": {"tolerance": "some"}},
+        {"errors": {"deadletterqueue.topic.name": "shop.orders"}},  # a consumed topic
+        {"topics": [], "topics_regex": "wh.*", "name": "wh"},  # wh.dlq matches the regex
+        {"evolution": {"unsafe": "warn"}},
     ],
 )
 def test_invalid_settings_are_refused(overrides: dict[str, Any]) -> None:
@@ -80,3 +89,19 @@ def test_table_template_placeholders_come_from_the_topic_segments(
     template: str, topic: str, table: str
 ) -> None:
     assert table_name_for(template, topic) == table
+
+
+def test_append_only_defaults_to_insert_mode() -> None:
+    assert validate(pk_mode="none").mode == "insert"
+
+
+def test_dead_letter_topic_defaults_to_the_sink_name() -> None:
+    assert validate().dead_letter_topic == "wh.dlq"
+    assert validate(errors={"deadletterqueue.topic.name": "x.errors"}).dead_letter_topic == \
+        "x.errors"
+
+
+def test_new_settings_default_to_the_safe_choice() -> None:
+    config = validate()
+    assert (config.pk_mode, config.truncate_enabled, config.evolution.unsafe,
+            config.errors.tolerance) == ("record_key", False, "fail", "none")

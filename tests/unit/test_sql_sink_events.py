@@ -106,12 +106,12 @@ def test_envelope_detection_finds_the_row_record_by_name_reference_too() -> None
     assert envelope_row_schema(only_named) == VALUE
 
 
-def _plan(records: list[SinkRecord], *, reduce: bool) -> list[list[tuple[str, list[int]]]]:
+def _plan(records: list[SinkRecord], *, mode: str) -> list[list[tuple[str, list[int]]]]:
     reader = EventReader(delete_enabled=True)
     changes: list[tuple[str, Change]] = [("orders", reader.read(r)) for r in records]
     return [
         [(run.action.value, [c.record.offset for c in run.changes]) for run in table.runs]
-        for table in plan_batch(changes, reduce=reduce)
+        for table in plan_batch(changes, mode=mode)
     ]
 
 
@@ -122,11 +122,77 @@ def test_upsert_reduction_keeps_the_last_change_of_each_key() -> None:
         event(6, "t", 0),
         tombstone(7, 3), entity(8, 3, "back"),
     ]
-    assert _plan(records, reduce=True) == [[("delete", [5]), ("write", [3, 8])]]
+    assert _plan(records, mode="upsert") == [[("delete", [5]), ("write", [3, 8])]]
 
 
 def test_insert_mode_keeps_every_change_in_order_as_runs() -> None:
     records = [entity(0, 1, "a"), entity(1, 2, "b"), tombstone(2, 1), entity(3, 1, "c")]
-    assert _plan(records, reduce=False) == [
+    assert _plan(records, mode="insert") == [
         [("write", [0, 1]), ("delete", [2]), ("write", [3])]
     ]
+
+
+UNCHANGED_ENVELOPE = envelope_schema(VALUE, source_schema("query", []), unchanged=True)
+
+
+def toast_event(offset: int, key: int, s: str | None, unchanged: list[str] | None) -> SinkRecord:
+    source = source_block(connector="query", name="t", ts_ms=0, db="d", schema=None,
+                          table="orders")
+    value = change_value("u", before=None, after={"id": key, "s": s}, source=source, ts_ms=0,
+                         unchanged=unchanged)
+    return SinkRecord("t.orders", 0, offset, {"id": key}, value, KEY, UNCHANGED_ENVELOPE)
+
+
+def test_unchanged_fields_are_read_from_the_envelope() -> None:
+    reader = EventReader(delete_enabled=True)
+    assert reader.read(toast_event(0, 1, None, ["s"])).unchanged == frozenset({"s"})
+    assert reader.read(toast_event(1, 1, "x", [])).unchanged is None
+    assert reader.read(entity(2, 1, "x")).unchanged is None
+
+
+def test_reduction_fills_unchanged_fields_from_the_earlier_write_of_the_key() -> None:
+    reader = EventReader(delete_enabled=True)
+    records = [entity(0, 1, "full"), toast_event(1, 1, None, ["s"]),
+               toast_event(2, 2, None, ["s"])]
+    [table] = plan_batch([("orders", reader.read(r)) for r in records], mode="upsert")
+    [writes] = table.runs
+    merged = {c.identity: (c.row, c.unchanged) for c in writes.changes}
+    assert merged[(1,)] == ({"id": 1, "s": "full"}, None)
+    assert merged[(2,)] == ({"id": 2, "s": None}, frozenset({"s"}))
+
+
+def test_a_truncate_drops_the_earlier_changes_of_its_table_and_runs_first() -> None:
+    reader = EventReader(delete_enabled=True, truncate_enabled=True)
+    records = [entity(0, 1, "gone"), event(1, "t", 0), entity(2, 2, "kept")]
+    # Without truncate_enabled, the truncate changes nothing.
+    assert _plan(records, mode="upsert") == [[("write", [0, 2])]]
+    [table] = plan_batch([("orders", reader.read(r)) for r in records], mode="upsert")
+    assert [(run.action.value, [c.record.offset for c in run.changes]) for run in
+            table.runs] == [("truncate", [1]), ("write", [2])]
+
+
+def test_update_mode_keeps_a_delete_that_a_later_write_cannot_undo() -> None:
+    reader = EventReader(delete_enabled=True)
+    records = [tombstone(0, 1), entity(1, 1, "no row to update"), entity(2, 2, "a"),
+               tombstone(3, 2), entity(4, 3, "x"), entity(5, 3, "y")]
+    [table] = plan_batch([("orders", reader.read(r)) for r in records], mode="update")
+    assert [(run.action.value, [c.record.offset for c in run.changes]) for run in
+            table.runs] == [("delete", [0, 3]), ("write", [5])]
+
+
+def test_append_only_reads_every_write_keyless_and_skips_deletes() -> None:
+    reader = EventReader(delete_enabled=True, pk_mode="none")
+    assert reader.read(entity(0, 1, "a")).identity == ()
+    assert reader.read(tombstone(1, 1)).action is Action.SKIP
+
+
+def test_value_keys_come_from_the_pk_fields_and_deletes_from_before() -> None:
+    reader = EventReader(delete_enabled=True, pk_mode="record_value", pk_fields=["s"])
+    assert reader.read(entity(0, 1, "code")).identity == ("code",)
+    source = source_block(connector="query", name="t", ts_ms=0, db="d", schema=None,
+                          table="orders")
+    deleted = SinkRecord("t.orders", 0, 1, {"id": 1}, change_value(
+        "d", before={"id": 1, "s": "code"}, after=None, source=source, ts_ms=0), KEY, ENVELOPE)
+    change = reader.read(deleted)
+    assert (change.action, change.identity) == (Action.DELETE, ("code",))
+    assert reader.read(tombstone(2, 1)).action is Action.SKIP  # the key lacks "s"

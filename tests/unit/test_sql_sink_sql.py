@@ -18,7 +18,9 @@ from sqlalchemy.engine import Dialect
 
 from liberate.schema.avro import AvroSchema
 from liberate.schema.types import COLUMN_ATTRIBUTE, JSON_NAME, VARIABLE_DECIMAL_NAME
-from sinks.sql._tables import AddColumn, column_type, field_columns
+from sinks.sql._ddl import AddColumn
+from sinks.sql._shape import ShapeRules, shape_columns
+from sinks.sql._types import column_type
 from sinks.sql._values import binding, copy_field, needs_cast
 from sinks.sql._writes import upsert_statement
 
@@ -46,12 +48,12 @@ def test_columns_follow_the_row_with_key_only_fields_first_and_original_names() 
         {"name": "two_words", "type": ["null", "string"], COLUMN_ATTRIBUTE: "two words"},
         {"name": "n", "type": "int"},
     ]})
-    columns = field_columns(row, key)
-    assert [(c.column, c.key, c.nullable, c.from_key) for c in columns] == [
-        ("tenant", True, False, True),
-        ("id", True, False, False),
-        ("two words", False, True, False),
-        ("n", False, False, False),
+    columns = shape_columns(row, key, ShapeRules())
+    assert [(c.column, c.key, c.nullable, c.origin.value) for c in columns] == [
+        ("tenant", True, False, "key"),
+        ("id", True, False, "row"),
+        ("two words", False, True, "row"),
+        ("n", False, False, "row"),
     ]
 
 
