@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from liberate.connector import Sink
 from liberate.errors import LiberateError, RecordError, RetriableError
 from liberate.records import ConsumedRecord, Headers, SinkRecord, StreamRecord, TopicPartition
-from liberate.runtime._retry import Backoff
+from liberate.runtime._retry import Backoff, supervise
 from liberate.runtime._stats import ConnectorStats
 from liberate.schema.avro import schema_id_of
 from liberate.schema.registry import SchemaRegistry
@@ -147,25 +147,13 @@ class SinkTask:
 
     def run(self) -> None:
         """Thread target: loop with retries; records a fatal error in ``stats.error``."""
-        backoff = Backoff()
-        while not self.stop.is_set():
-            try:
-                self._run_once(backoff)
-                return
-            except RetriableError as exc:
-                if self.max_retries is not None and backoff.attempts >= self.max_retries:
-                    self.stats.error = f"sink {self.sink.name}: {exc} (gave up after retries)"
-                    return
-                log.warning("sink %s: %s; retrying", self.sink.name, exc)
-                if backoff.wait(self.stop):
-                    return
-            except LiberateError as exc:
-                self.stats.error = f"sink {self.sink.name}: {exc}"
-                return
-            except Exception as exc:  # an unclassified error is a bug: report it, stop the run
-                log.exception("sink %s failed unexpectedly", self.sink.name)
-                self.stats.error = f"sink {self.sink.name}: unexpected {exc!r}"
-                return
+        supervise(
+            f"sink {self.sink.name}",
+            self._run_once,
+            stop=self.stop,
+            max_retries=self.max_retries,
+            stats=self.stats,
+        )
 
     def _run_once(self, backoff: Backoff) -> None:
         self.sink.open()

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from liberate.config.durations import Schedule
 from liberate.connector import Source
-from liberate.errors import LiberateError, RetriableError
+from liberate.errors import RetriableError
 from liberate.records import SourceRecord
-from liberate.runtime._retry import Backoff
+from liberate.runtime._retry import supervise
 from liberate.runtime._stats import ConnectorStats
 from liberate.serde import RecordSerializer
 from liberate.streams.base import SourceOffset, StreamBackend, partition_key
@@ -53,25 +53,13 @@ class SourceTask:
 
     def run(self) -> None:
         """Thread target: loop with retries; records a fatal error in ``stats.error``."""
-        backoff = Backoff()
-        while not self.stop.is_set():
-            try:
-                self._run_once()
-                return
-            except RetriableError as exc:
-                if self.max_retries is not None and backoff.attempts >= self.max_retries:
-                    self.stats.error = f"source {self.source.name}: {exc} (gave up after retries)"
-                    return
-                log.warning("source %s: %s; retrying", self.source.name, exc)
-                if backoff.wait(self.stop):
-                    return
-            except LiberateError as exc:
-                self.stats.error = f"source {self.source.name}: {exc}"
-                return
-            except Exception as exc:  # an unclassified error is a bug: report it, stop the run
-                log.exception("source %s failed unexpectedly", self.source.name)
-                self.stats.error = f"source {self.source.name}: unexpected {exc!r}"
-                return
+        supervise(
+            f"source {self.source.name}",
+            lambda _backoff: self._run_once(),
+            stop=self.stop,
+            max_retries=self.max_retries,
+            stats=self.stats,
+        )
 
     def _run_once(self) -> None:
         self.source.open(self.backend.source_offsets(self.source.name))
