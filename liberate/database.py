@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from liberate.config.base import DatabaseSettings
-from liberate.errors import ConfigError, FatalError
+from liberate.errors import ConfigError, FatalError, PrerequisiteError
 
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -88,3 +88,46 @@ def create_engine(settings: DatabaseSettings, **kwargs: Any) -> Engine:
 def _ensure_sqlite_parent(url: URL) -> None:
     if url.database and url.database != ":memory:":
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def source_engine(settings: DatabaseSettings) -> Engine:
+    """An engine for a source that reads an existing database.
+
+    - SQLite: the file must exist; connecting would create an empty one and hide a wrong path.
+    - MySQL/MariaDB: every connection runs at session time zone UTC, so ``TIMESTAMP`` columns
+      read and compare as UTC instants (the type contract in liberate/schema/types.py).
+    """
+    url = database_url(settings)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        _require_sqlite_file(url)
+    engine = create_engine(settings)
+    if backend in ("mysql", "mariadb"):
+        sa.event.listen(engine, "connect", _utc_session)
+    return engine
+
+
+def _require_sqlite_file(url: URL) -> None:
+    database = url.database or ""
+    if database.startswith("file:"):
+        return  # a URI filename (?mode=ro...): the driver interprets it
+    if database in ("", ":memory:"):
+        raise PrerequisiteError(
+            f"{mask_url(url)} names no database file",
+            hint="a source reads an existing SQLite file: sqlite:///path/to/file.db",
+        )
+    path = Path(database).expanduser()
+    if not path.is_file():
+        raise PrerequisiteError(
+            f"SQLite database file {path} does not exist",
+            hint="check the path in database: (sqlite:///relative.db is relative to the "
+            "working directory, sqlite:////absolute/path.db is absolute)",
+        )
+
+
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET time_zone = '+00:00'")
+    finally:
+        cursor.close()

@@ -39,7 +39,6 @@ from typing import ClassVar
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from connectors.outbox._engine import relay_engine
 from connectors.outbox._routing import EventRouter, Routing
 from connectors.outbox._table import OutboxTable, reflect
 from connectors.outbox.config import OutboxSourceConfig
@@ -47,7 +46,7 @@ from connectors.outbox.offsets import RelayOffset, SeqRanges
 from connectors.query._engine import database_error
 from liberate.config.base import SourceConfig
 from liberate.connector import CheckResult, ConnectorStatus, Source
-from liberate.database import database_url, mask_url
+from liberate.database import database_url, mask_url, source_engine
 from liberate.errors import LiberateError
 from liberate.records import Primitive, SourceRecord
 from liberate.streams.base import SourceOffset, partition_key
@@ -93,7 +92,7 @@ class OutboxSource(Source):
 
     def open(self, offsets: Mapping[str, Mapping[str, Primitive]]) -> None:
         url = database_url(self.settings)
-        engine = relay_engine(self.settings)
+        engine = source_engine(self.settings)
         first = not self._opened_before
         try:
             with self._connection(engine, url, "opening the outbox relay", at_open=first) as conn:
@@ -180,7 +179,7 @@ class OutboxSource(Source):
         """Connectivity, the outbox table and its columns. Writes nothing."""
         try:
             url = database_url(self.settings)
-            engine = relay_engine(self.settings)
+            engine = source_engine(self.settings)
         except LiberateError as exc:
             return [CheckResult("database", False, exc.message, exc.hint)]
         results: list[CheckResult] = []
@@ -204,7 +203,7 @@ class OutboxSource(Source):
         position = {key: dict(value) for key, value in offsets.items()}
         try:
             url = database_url(self.settings)
-            engine = relay_engine(self.settings)
+            engine = source_engine(self.settings)
         except LiberateError as exc:
             return ConnectorStatus(position=position, state=f"error: {exc.message}")
         try:

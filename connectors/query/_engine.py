@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +23,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from liberate.config.base import DatabaseSettings
-from liberate.database import create_engine, database_url, mask_url
+from liberate.database import mask_url, source_engine
 from liberate.errors import FatalError, LiberateError, PrerequisiteError, RetriableError
 from liberate.schema.types import compact_json
 
@@ -38,47 +37,14 @@ _RETRIABLE_MYSQL_CODES = frozenset({1205, 1213, 2003, 2006, 2013, 1317, 1053})
 
 
 def open_engine(settings: DatabaseSettings) -> Engine:
-    """An engine for a query source (checks a SQLite file exists; UTC sessions on MySQL)."""
-    url = database_url(settings)
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        _require_sqlite_file(url)
-    engine = create_engine(settings)
-    if backend in ("mysql", "mariadb"):
-        sa.event.listen(engine, "connect", _utc_session)
-    if backend == "postgresql" and engine.dialect.driver == "psycopg":
+    """An engine for a query source: ``source_engine`` plus the psycopg session set-up above."""
+    engine = source_engine(settings)
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
         sa.event.listen(engine, "connect", _json_as_compact_text)
         sa.event.listen(engine, "connect", _utc_named_utc)
     return engine
 
 
-def _require_sqlite_file(url: URL) -> None:
-    database = url.database or ""
-    if database.startswith("file:"):
-        return  # a URI filename (?mode=ro...): the driver interprets it
-    if database in ("", ":memory:"):
-        raise PrerequisiteError(
-            f"{mask_url(url)} names no database file",
-            hint="a query source reads an existing SQLite file: sqlite:///path/to/file.db",
-        )
-    path = Path(database).expanduser()
-    if not path.is_file():
-        raise PrerequisiteError(
-            f"SQLite database file {path} does not exist",
-            hint="check the path in database: (sqlite:///relative.db is relative to the "
-            "working directory, sqlite:////absolute/path.db is absolute)",
-        )
-
-
-def _utc_session(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("SET time_zone = '+00:00'")
-    finally:
-        cursor.close()
-
-
-# tzdata links to Etc/UTC: the same rules, the same abbreviation; only the name differs.
 _UTC_LINKS = frozenset(
     ("Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu")
 )
