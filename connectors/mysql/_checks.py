@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from connectors.mysql._catalog import Catalog, table_names
+from connectors.mysql._gtid import gtid_position
 from connectors.mysql._server import (
     REQUIRED_SETTINGS,
     ServerInfo,
@@ -179,6 +180,9 @@ def source_status(config: MySqlSourceConfig, stored: Mapping[str, Primitive] | N
         names = [name for name, _ in logs]
         lag["binlog_available"] = current.file in names
         lag["bytes_behind"] = _bytes_behind(current, end, logs)
+        if current.gtids is not None and end.gtids is not None:
+            stored_gtids = gtid_position(info.flavor, current.gtids)
+            lag["gtids_caught_up"] = stored_gtids.covers(gtid_position(info.flavor, end.gtids))
         if current.file not in names:
             state = "position purged"
     return ConnectorStatus(position=position, lag=lag, state=state)

@@ -12,8 +12,8 @@ name and no value ever becomes code.
 Decoded values are what the Avro schema of the table expects (the same values
 ``TableSchema.value_of`` makes of a snapshot row): int; ``Decimal`` for DECIMAL and BIGINT
 UNSIGNED; float; ``str`` for text in the column's character set; ``bytes`` for binary
-strings; ``date``; naive ``datetime`` for DATETIME; UTC ``datetime`` for TIMESTAMP; ``time``
-for TIME (a duration outside 00:00..24:00 is a ``RecordError``); JSON as compact text.
+strings and BIT; ``date``; naive ``datetime`` for DATETIME; UTC ``datetime`` for TIMESTAMP;
+signed microseconds (int) for TIME, a duration; int for YEAR; JSON as compact text.
 """
 
 from __future__ import annotations

@@ -5,13 +5,9 @@ reflected table, the stream a table rebuilt from the TABLE_MAP's column metadata
 same table definition the two produce the same Avro schemas, and the stream labels every row
 with the columns it was written with, even when the catalog has changed since.
 
-Three reflected MySQL types are read differently from SQLAlchemy's defaults, so a snapshot
-value equals the value decoded from the binlog:
-
-- FLOAT is selected as ``f + 0e0`` (a DOUBLE holding the exact 32-bit value): the text
-  protocol prints a FLOAT with 6 significant digits, the binlog holds all of it;
-- TIME keeps PyMySQL's ``timedelta`` (SQLAlchemy folds durations outside a day into one);
-- SET keeps the server's ``a,c`` text (SQLAlchemy makes an unordered Python set of it).
+The snapshot selects columns with the reading types of ``liberate.schema.reading`` (FLOAT,
+TIME, SET and BIT as the binlog decoder reads them), so a snapshot value equals the value
+decoded from the binlog.
 """
 
 from __future__ import annotations
@@ -23,59 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from connectors.mysql import _tablemap as tm
+from liberate.schema import reading
+from liberate.schema.reading import ExactFloat, RawBit, RawSet, RawTime
 from liberate.schema.tables import TableSchema, build_table_schema
-
-
-class ExactFloat(mysql.FLOAT):
-    """FLOAT read as the DOUBLE of its exact 32-bit value."""
-
-    cache_ok = True
-
-    def column_expression(self, colexpr: Any) -> Any:
-        return colexpr + sa.literal_column("0e0")
-
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        return None
-
-
-class RawTime(mysql.TIME):
-    """TIME as PyMySQL returns it (a ``timedelta``)."""
-
-    cache_ok = True
-
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        return None
-
-
-class RawSet(mysql.SET):
-    """SET as the server sends it: members in definition order, comma-separated."""
-
-    cache_ok = True
-
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        return None
 
 
 def reading_table(table: sa.Table) -> sa.Table:
     """A copy of a reflected table whose columns are read as the binlog decoder reads them."""
-    columns = [
-        sa.Column(
-            c.name, _reading_type(c.type), nullable=c.nullable, primary_key=c.primary_key,
-            key=c.key,
-        )
-        for c in table.columns
-    ]
-    return sa.Table(table.name, sa.MetaData(), *columns, schema=table.schema)
-
-
-def _reading_type(col_type: Any) -> Any:
-    if isinstance(col_type, mysql.FLOAT):
-        return ExactFloat()
-    if isinstance(col_type, mysql.TIME):
-        return RawTime(fsp=col_type.fsp)
-    if isinstance(col_type, mysql.SET):
-        return RawSet(*col_type.values)
-    return col_type
+    return reading.reading_table(table, "mysql")
 
 
 def binlog_table(table_map: tm.TableMap) -> sa.Table:
@@ -118,9 +69,13 @@ def _binlog_type(column: tm.BinlogColumn) -> Any:
     if t == tm.T_YEAR:
         return mysql.YEAR()
     if t in (tm.T_VARCHAR, tm.T_VAR_STRING):
-        return mysql.VARBINARY(column.length) if column.is_binary else mysql.VARCHAR(column.length)
+        if column.is_binary:
+            return mysql.VARBINARY(column.length)
+        return mysql.VARCHAR(tm.char_length(column))
     if t == tm.T_STRING:
-        return mysql.BINARY(column.length) if column.is_binary else mysql.CHAR(column.length)
+        if column.is_binary:
+            return mysql.BINARY(column.length)
+        return mysql.CHAR(tm.char_length(column))
     if t in (tm.T_BLOB, tm.T_TINY_BLOB, tm.T_MEDIUM_BLOB, tm.T_LONG_BLOB):
         return sa.LargeBinary() if column.is_binary else mysql.LONGTEXT()
     if t == tm.T_JSON:
@@ -130,7 +85,7 @@ def _binlog_type(column: tm.BinlogColumn) -> Any:
     if t == tm.T_SET:
         return RawSet(*column.values)
     if t == tm.T_BIT:
-        return mysql.BIT(column.bits)
+        return RawBit(column.bits)
     return sa.types.NullType()
 
 

@@ -372,6 +372,27 @@ _CODEC_NAMES = {
 }
 
 
+#: bytes per character of the multi-byte MySQL character sets (MySQL's mbmaxlen); others: 1
+_MAX_BYTES_PER_CHAR = {
+    "utf8mb4": 4, "utf8": 3, "utf8mb3": 3, "ucs2": 2, "utf16": 4, "utf16le": 4, "utf32": 4,
+    "big5": 2, "sjis": 2, "cp932": 2, "gbk": 2, "gb2312": 2, "euckr": 2, "ujis": 3,
+    "eucjpms": 3, "gb18030": 4,
+}
+
+
+def char_length(column: BinlogColumn) -> int:
+    """The declared length of a CHAR/VARCHAR column, in characters (the binlog gives bytes)."""
+    if column.collation is None or column.is_binary:
+        return column.length
+    from pymysql.charset import charset_by_id
+
+    try:
+        charset = charset_by_id(column.collation).name.lower()
+    except KeyError:
+        return column.length
+    return column.length // _MAX_BYTES_PER_CHAR.get(charset, 1)
+
+
 def encoding_for_charset(charset: str) -> str:
     """The Python codec of a MySQL character set name (``latin1`` is cp1252, as in MySQL)."""
     name = _CODEC_NAMES.get(charset.lower(), charset.lower())

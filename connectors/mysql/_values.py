@@ -126,7 +126,8 @@ def timestamp_seconds(seconds: int, micros: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(0, seconds, micros)
 
 
-def time2(data: bytes, pos: int, fsp: int) -> dt.time:
+def time2(data: bytes, pos: int, fsp: int) -> int:
+    """A TIME2 value as signed microseconds (the type contract's MySQL TIME: a duration)."""
     # my_time_packed_from_binary: a 24-bit integer part and a fraction, offset-encoded.
     intpart = int.from_bytes(data[pos : pos + 3], "big") - 0x800000
     if fsp == 0:
@@ -150,24 +151,20 @@ def time2(data: bytes, pos: int, fsp: int) -> dt.time:
         packed = -packed
     hms = packed >> 24
     hour, minute, second = hms >> 12 & 0x3FF, hms >> 6 & 63, hms & 63
-    return _time_of_day(negative, hour, minute, second, packed & 0xFFFFFF)
+    return _duration(negative, hour, minute, second, packed & 0xFFFFFF)
 
 
-def time_old(value: int) -> dt.time:
+def time_old(value: int) -> int:
+    """A pre-5.6 TIME value (``±HHHMMSS`` as an integer) as signed microseconds."""
     negative = bool(value & 0x800000)
     if negative:
         value = 0x1000000 - value
-    return _time_of_day(negative, value // 10000, value // 100 % 100, value % 100, 0)
+    return _duration(negative, value // 10000, value // 100 % 100, value % 100, 0)
 
 
-def _time_of_day(negative: bool, hour: int, minute: int, second: int, micros: int) -> dt.time:
-    if negative or hour >= 24:
-        sign = "-" if negative else ""
-        raise RecordError(
-            f"TIME value {sign}{hour:02d}:{minute:02d}:{second:02d} is not a time of day "
-            "(00:00..23:59:59)"
-        )
-    return dt.time(hour, minute, second, micros)
+def _duration(negative: bool, hour: int, minute: int, second: int, micros: int) -> int:
+    total = ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
+    return -total if negative else total
 
 
 def datetime_old(value: int) -> dt.datetime:

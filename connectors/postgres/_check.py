@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 from connectors.postgres import _catalog as catalog
 from connectors.postgres._pgoutput import lsn_text
 from connectors.postgres._stream import ReplicationConnection, replication_conninfo
+from connectors.postgres._tables import captured_table
 from connectors.postgres.config import PostgresSourceConfig, SnapshotMode, split_name
 from connectors.postgres.offsets import WalOffset
 from liberate.connector import CheckResult, ConnectorStatus
@@ -129,7 +130,24 @@ def _tables(conn: Connection, settings: PostgresSourceConfig) -> list[CheckResul
                                        "add a primary key, or set key_columns:"))
             continue
         results.append(_identity(label, schema, table, facts, key, configured is not None))
+        results.append(_column_types(conn, settings, schema, table, key))
     return results
+
+
+def _column_types(conn: Connection, settings: PostgresSourceConfig, schema: str, table: str,
+                  key: list[str]) -> CheckResult:
+    """Every captured column has a type of the contract (docs/types.md), or the one that
+    has not is named."""
+    label = f"columns of {schema}.{table}"
+    try:
+        captured = captured_table(
+            catalog.reflect_table(conn, schema, table), topic=settings.topic_for(schema, table),
+            source_name=settings.name, database=str(conn.engine.url.database),
+            key_columns=key,
+        )
+    except LiberateError as exc:
+        return CheckResult(label, False, exc.message, exc.hint)
+    return CheckResult(label, True, f"{len(captured.schema.columns)} columns, every type mapped")
 
 
 def _identity(label: str, schema: str, table: str, facts: catalog.TableFacts, key: list[str],
@@ -228,10 +246,12 @@ def slot_status(
         position["lsn_text"] = lsn_text(stored.lsn)
     try:
         engine = create_engine(settings, poolclass=NullPool, pool_pre_ping=False)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            current = catalog.current_wal_lsn(conn)
-            slot = catalog.slot_info(conn, settings.slot_name)
-        engine.dispose()
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                current = catalog.current_wal_lsn(conn)
+                slot = catalog.slot_info(conn, settings.slot_name)
+        finally:
+            engine.dispose()
     except (DBAPIError, LiberateError) as exc:
         return ConnectorStatus(position=position, lag={"error": _reason(exc)}, state="unknown")
     lag: dict[str, Primitive] = {"current_lsn": lsn_text(current)}

@@ -2,9 +2,10 @@
 
 Connections are few and long-lived (control, snapshot), so the engine pools nothing and pings
 nothing: a snapshot connection's first statement must be ``SET TRANSACTION SNAPSHOT``. Every
-connection loads json/jsonb as the compact text the type contract writes (``compact_json``):
-snapshot rows and streamed rows (loaded with the control connection's loaders) then hold the
-same string, and psycopg's dict round trip is skipped.
+connection loads json/jsonb as the compact text the type contract writes (``compact_json``),
+and intervals as its ISO-8601 text (``register_text_loaders``): snapshot rows and streamed rows
+(loaded with the control connection's loaders) then hold the same string, and psycopg's dict
+round trip is skipped.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy as sa
-from psycopg.abc import Buffer
-from psycopg.adapt import Loader
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -23,21 +22,13 @@ from sqlalchemy.pool import NullPool
 from connectors.postgres.config import PostgresSourceConfig
 from liberate.database import create_engine, mask_url
 from liberate.errors import FatalError, LiberateError, PrerequisiteError, RetriableError
-from liberate.schema.types import compact_json
+from liberate.schema.postgres_types import register_text_loaders
 
 T = TypeVar("T")
 
 
-class CompactJsonLoader(Loader):
-    """Loads json/jsonb text as compact JSON text."""
-
-    def load(self, data: Buffer) -> str:
-        return compact_json(bytes(data).decode("utf-8", "surrogatepass"))
-
-
 def _json_as_compact_text(dbapi_connection: Any, _record: Any) -> None:
-    for name in ("json", "jsonb"):
-        dbapi_connection.adapters.register_loader(name, CompactJsonLoader)
+    register_text_loaders(dbapi_connection.adapters)
 
 
 def open_engine(settings: PostgresSourceConfig) -> Engine:

@@ -97,7 +97,8 @@ def captured_table(
     reflected = [c.name for c in table.columns if c.computed is None]
     order = list(stream_columns) if stream_columns is not None else reflected
     columns = [c for c in order if c in reflected]
-    schema = build_table_schema(table, namespace=topic, key_columns=key_columns, columns=columns)
+    schema = build_table_schema(table, namespace=topic, key_columns=key_columns, columns=columns,
+                                dialect="postgresql")
     keys = set(schema.key_columns)
     row_fields = []
     for column, spec in zip(schema.columns, schema.row_fields, strict=True):

@@ -5,7 +5,9 @@
   as UTC instants (the type contract in liberate/schema/types.py).
 - psycopg: ``json``/``jsonb`` values load as the compact JSON text the type contract writes
   (``compact_json``) instead of dicts the converter would serialize again: the same string,
-  for about half the cost (psycopg's JSON loader is Python code with a round trip of its own).
+  for about half the cost (psycopg's JSON loader is Python code with a round trip of its own);
+  intervals load as the contract's ISO-8601 text, months and days kept apart
+  (``liberate.schema.postgres_types.register_text_loaders``).
 - psycopg: a session whose time zone is one of tzdata's names for UTC (``Etc/UTC``, Debian's
   default, and its links) is set to ``UTC``, which psycopg maps to ``datetime.timezone.utc``
   rather than a ``ZoneInfo``: the same zone, and timestamptz values that cost a third less to
@@ -15,7 +17,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from liberate.config.base import DatabaseSettings
 from liberate.database import mask_url, source_engine
 from liberate.errors import FatalError, LiberateError, PrerequisiteError, RetriableError
-from liberate.schema.types import compact_json
+from liberate.schema.postgres_types import register_text_loaders
 
 # SQLSTATE classes worth a retry: connection exception, transaction rollback (serialization,
 # deadlock), insufficient resources, operator intervention (shutdown, recovery conflict).
@@ -57,21 +58,7 @@ def _utc_named_utc(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _json_as_compact_text(dbapi_connection: Any, _record: Any) -> None:
-    loader = _compact_json_loader()
-    for name in ("json", "jsonb"):
-        dbapi_connection.adapters.register_loader(name, loader)
-
-
-@functools.cache
-def _compact_json_loader() -> type[Any]:
-    from psycopg.adapt import Loader  # only imported for psycopg engines
-
-    class CompactJsonLoader(Loader):
-        def load(self, data: Any) -> str:
-            # Decoded as json.loads decodes the bytes psycopg's own JSON loader passes it.
-            return compact_json(bytes(data).decode("utf-8", "surrogatepass"))
-
-    return CompactJsonLoader
+    register_text_loaders(dbapi_connection.adapters)
 
 
 def is_retriable(exc: DBAPIError) -> bool:

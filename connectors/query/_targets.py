@@ -20,6 +20,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from liberate.errors import PrerequisiteError, UnsupportedTypeError
 from liberate.records import Primitive
+from liberate.schema.postgres_types import name_unrecognised_types
+from liberate.schema.reading import (
+    MYSQL_DIALECTS,
+    name_unrecognised_mysql_types,
+    reading_table,
+)
 from liberate.schema.tables import TableSchema, build_table_schema
 
 #: name of the temporary view/table that describes a custom query (our constant, quoted)
@@ -73,13 +79,19 @@ def reflect_table(
     """The reflected table ``name`` (``[schema.]table``); PrerequisiteError when it is missing."""
     schema, table = split_table_name(name)
     try:
-        return sa.Table(table, sa.MetaData(), schema=schema, autoload_with=conn)
+        reflected = sa.Table(table, sa.MetaData(), schema=schema, autoload_with=conn)
     except NoSuchTableError as exc:
         raise PrerequisiteError(
             f"table {name} not found in {where}",
             hint="check tables: (spelling, 'schema.table' for another schema) and that the "
             "user may read it",
         ) from exc
+    if conn.dialect.name == "postgresql":
+        # A type SQLAlchemy does not know is refused by its catalog name (point, xml...).
+        name_unrecognised_types(conn, reflected)
+    elif conn.dialect.name in MYSQL_DIALECTS:
+        name_unrecognised_mysql_types(conn, reflected)
+    return reflected
 
 
 def table_target(
@@ -92,6 +104,7 @@ def table_target(
     dialect: str,
 ) -> Target:
     """A target reading a reflected ``table`` (reflected from a ``dialect`` database)."""
+    table = reading_table(table, dialect)
     schema = build_table_schema(
         table, namespace=topic, key_columns=key_columns, dialect=dialect
     )
@@ -128,11 +141,11 @@ def query_target(
         )
     # Any column of a query may be NULL (an outer join makes NOT NULL columns nullable).
     columns = [sa.Column(c.name, c.type, nullable=True) for c in shape.columns]
-    table = sa.Table(source, sa.MetaData(), *columns)
+    table = reading_table(sa.Table(source, sa.MetaData(), *columns), conn.dialect.name)
     schema = build_table_schema(
         table, namespace=topic, key_columns=key_columns, dialect=conn.dialect.name
     )
-    typed = [sa.column(c.name, c.type) for c in shape.columns]
+    typed = [sa.column(c.name, c.type) for c in table.columns]
     subquery = sa.text(escape_text(query)).columns(*typed).subquery(QUERY_ALIAS)
     return Target(
         label=f"custom query of {source}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,10 +36,32 @@ JSON_NAME = "io.debezium.data.Json"
 VARIABLE_DECIMAL_NAME = "liberate.data.VariableDecimal"
 #: field attribute keeping the original column name when it is not a valid Avro name
 COLUMN_ATTRIBUTE = "liberate.column"
+#: marker on long fields that hold a MySQL TIME: a signed duration in microseconds
+#: (-838:59:59..838:59:59), Debezium's semantic type name
+MICRO_TIME_NAME = "io.debezium.time.MicroTime"
+#: attribute on string types declaring the column's length in characters (VARCHAR(n), CHAR(n))
+LENGTH_ATTRIBUTE = "liberate.length"
 
 _AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UTC = dt.UTC
-_JSON_DECODER = json.JSONDecoder()
+_float_text_kept = threading.local()
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if repr(value) != text:  # 12.50, 1e5, or more digits than a double holds
+        _float_text_kept.lost = True
+    return value
+
+
+_JSON_DECODER = json.JSONDecoder(parse_float=_json_float)
+
+
+class _NumberText(str):
+    """A JSON number's text as read (``parse_float`` of ``_EXACT_JSON_DECODER``)."""
+
+
+_EXACT_JSON_DECODER = json.JSONDecoder(parse_float=_NumberText)
 # The decoder's C scanner: json.loads minus the whitespace handling (typeshed omits it).
 _json_scan: Callable[[str, int], tuple[Any, int]] = getattr(_JSON_DECODER, "scan_once")  # noqa: B009
 
@@ -99,25 +122,38 @@ def avro_column(
     ``dialect`` is the SQLAlchemy dialect name the column was reflected from: SQLite reflects
     its types with the same classes as PostgreSQL but stores every INTEGER in up to 8 bytes and
     every REAL as an 8-byte double, so ``"sqlite"`` widens int to long and float to double.
+    PostgreSQL-only types (and domains) map in ``liberate.schema.postgres_types``.
     """
-    col_type = column.type
+    from liberate.schema import postgres_types  # it builds on this module
+
+    col_type = postgres_types.base_type(column.type)
+    mapped_pg = postgres_types.postgres_column(col_type, where=where, dialect=dialect)
+    if mapped_pg is not None:
+        return mapped_pg
     for kind, mapper in _MAPPERS:
         if isinstance(col_type, kind):
             mapped = mapper(col_type)
             if mapped is not None:
-                return _sqlite_storage(mapped) if dialect == "sqlite" else mapped
+                if dialect == "sqlite":
+                    from liberate.schema.sqlite_types import sqlite_column  # builds on this
+
+                    return sqlite_column(mapped)
+                if dialect in ("mysql", "mariadb"):
+                    return _mysql_values(mapped)
+                return mapped
+    info = getattr(column, "info", None) or {}
+    shown = info.get(postgres_types.TYPE_NAME_INFO) or repr(col_type)
     raise UnsupportedTypeError(
-        f"column {where} has type {col_type!r}, which has no Avro mapping yet",
+        f"column {where} has type {shown}, which has no Avro mapping yet",
         hint="exclude the column (a custom query selecting supported columns or a cast), "
         "or see docs/types.md for the supported types",
     )
 
 
-def _sqlite_storage(mapped: AvroColumn) -> AvroColumn:
-    if mapped.type == "int":
-        return AvroColumn("long", mapped.convert)
-    if mapped.type == "float":
-        return AvroColumn("double", mapped.convert)
+def _mysql_values(mapped: AvroColumn) -> AvroColumn:
+    if mapped.type == _DATE and mapped.convert is None:
+        # PyMySQL returns a zero date ('0000-00-00') as text: refused, never guessed.
+        return AvroColumn(_DATE, _mysql_date)
     return mapped
 
 
@@ -134,7 +170,8 @@ def _integer(t: sa.Integer) -> AvroColumn:
 
 
 def _float(t: sa.Float[Any]) -> AvroColumn:
-    if isinstance(t, sa.REAL) or (isinstance(t, mysql.FLOAT) and not t.precision):
+    # MySQL stores every FLOAT, FLOAT(p <= 24) and FLOAT(m, d) in 4 bytes (larger p: DOUBLE).
+    if isinstance(t, sa.REAL | mysql.FLOAT):
         return AvroColumn("float", _to_float)
     return AvroColumn("double", _to_float)
 
@@ -148,7 +185,26 @@ def _numeric(t: sa.Numeric[Any]) -> AvroColumn:
 
 
 def _string(t: sa.String) -> AvroColumn:
+    if isinstance(t, mysql.VARCHAR | mysql.CHAR) and t.length:
+        # MySQL enforces the length in characters: a sink creates VARCHAR(n), not TEXT.
+        return AvroColumn({"type": "string", LENGTH_ATTRIBUTE: t.length}, _to_str)
     return AvroColumn("string", _to_str)
+
+
+def _mysql_time(t: mysql.TIME) -> AvroColumn:
+    # A MySQL TIME is a duration (-838:59:59..838:59:59), not always a time of day.
+    return AvroColumn({"type": "long", "connect.name": MICRO_TIME_NAME}, _duration_micros)
+
+
+def _mysql_bit(t: mysql.BIT) -> AvroColumn:
+    size = (int(t.length or 1) + 7) // 8
+
+    def bit_bytes(value: Any) -> bytes:
+        if isinstance(value, int):  # SQLAlchemy's BIT reads an int
+            return value.to_bytes(size, "big")
+        return bytes(value)
+
+    return AvroColumn("bytes", bit_bytes)
 
 
 def _datetime(t: sa.DateTime) -> AvroColumn:
@@ -164,9 +220,14 @@ def _json(t: sa.JSON) -> AvroColumn:
     return AvroColumn({"type": "string", "connect.name": JSON_NAME}, _json_text)
 
 
+_DATE = {"type": "int", "logicalType": "date"}
 _Mapper = Callable[[Any], AvroColumn | None]
 _MAPPERS: tuple[tuple[Any, _Mapper], ...] = (
     (sa.Boolean, lambda t: AvroColumn("boolean")),
+    # MySQL-only types first (mysql.TIME is a sa.Time).
+    (mysql.YEAR, lambda t: AvroColumn("int")),
+    (mysql.BIT, _mysql_bit),
+    (mysql.TIME, _mysql_time),
     (sa.Integer, _integer),
     # Before Numeric: Float subclasses Numeric in SQLAlchemy 2.0 but no longer in 2.1.
     (sa.Float, _float),
@@ -174,12 +235,12 @@ _MAPPERS: tuple[tuple[Any, _Mapper], ...] = (
     (sa.Enum, _string),
     (sa.String, _string),
     (sa.DateTime, _datetime),
-    (sa.Date, lambda t: AvroColumn({"type": "int", "logicalType": "date"})),
+    (sa.Date, lambda t: AvroColumn(_DATE)),
     (sa.Time, lambda t: AvroColumn({"type": "long", "logicalType": "time-micros"}, _to_time)),
     (sa.JSON, _json),
     (sa.Uuid, lambda t: AvroColumn({"type": "string", "logicalType": "uuid"}, _uuid_text)),
-    (sa.LargeBinary | mysql.BINARY | mysql.VARBINARY | sa.BINARY | sa.VARBINARY,
-     lambda t: AvroColumn("bytes", _to_bytes)),
+    # _Binary: also MySQL's TINYBLOB, MEDIUMBLOB and LONGBLOB.
+    (sa.LargeBinary | sa.types._Binary, lambda t: AvroColumn("bytes", _to_bytes)),
     (sa.Text, _string),
 )
 
@@ -193,7 +254,8 @@ def _to_float(value: Any) -> float:
 
 
 def _decimal_text(value: Any) -> str:
-    return str(value) if isinstance(value, Decimal) else str(Decimal(str(value)))
+    # Positional notation, as PostgreSQL writes a numeric: 1e-20 is 0.00000000000000000001.
+    return format(value if isinstance(value, Decimal) else Decimal(str(value)), "f")
 
 
 def _to_str(value: Any) -> str:
@@ -214,6 +276,20 @@ def _to_bytes(value: Any) -> bytes:
     return bytes(value)
 
 
+def _not_a_date(value: Any) -> RecordError:
+    # PyMySQL hands over dates it cannot build (MySQL zero dates) as their text.
+    return RecordError(
+        f"date {value} is not a real date (a MySQL zero date?)",
+        hint="replace zero dates with NULL, or set sql_mode to reject them",
+    )
+
+
+def _mysql_date(value: Any) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    raise _not_a_date(value)
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=_UTC)
@@ -221,10 +297,14 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 def _naive_as_utc(value: dt.datetime) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise _not_a_date(value)
     return value.replace(tzinfo=_UTC) if value.tzinfo is None else value
 
 
 def _naive(value: dt.datetime) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise _not_a_date(value)
     if value.tzinfo is not None:
         return value.astimezone(_UTC).replace(tzinfo=None)
     return value
@@ -241,6 +321,35 @@ def _to_time(value: Any) -> dt.time:
     raise RecordError(f"cannot read {value!r} as a time of day")
 
 
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _duration_micros(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dt.timedelta):
+        return value // _MICROSECOND
+    if isinstance(value, dt.time):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + (
+            value.microsecond
+        )
+    raise RecordError(f"cannot read {value!r} as a MySQL TIME")
+
+
+def micros_to_duration(value: int) -> dt.timedelta:
+    """The ``timedelta`` of a ``MICRO_TIME_NAME`` value (signed microseconds)."""
+    return dt.timedelta(microseconds=value)
+
+
+def duration_text(value: int) -> str:
+    """A ``MICRO_TIME_NAME`` value as MySQL writes a TIME: ``[-]HH:MM:SS.ffffff``."""
+    sign = "-" if value < 0 else ""
+    seconds, micros = divmod(abs(value), 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{sign}{hours:02d}:{minute:02d}:{second:02d}.{micros:06d}"
+
+
 def _json_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -248,13 +357,14 @@ def _json_text(value: Any) -> str:
 
 
 def compact_json(text: str) -> str:
-    """``_json_text`` of the value JSON ``text`` parses to: what a JSON column becomes.
+    """The compact JSON text of the value JSON ``text`` parses to: what a JSON column becomes.
 
-    For drivers that can hand JSON over as text (psycopg loaders): the field then holds the
-    same string it holds when the driver parses the JSON and the converter writes it again,
-    without the driver's per-value Python round trip. That includes the converter's reading
-    of a str as JSON text already: a document that is a JSON string comes out bare.
+    For drivers that can hand JSON over as text (psycopg loaders): the field holds the
+    document without the driver's per-value Python round trip. A document that is a JSON
+    string stays a JSON string (``"a"`` with its quotes), so every field value parses as JSON.
+    Numbers keep their text (``12.50``, ``1e5``, 30 digits), never rounded through a float.
     """
+    _float_text_kept.lost = False
     try:
         value, end = _json_scan(text, 0)
     except (StopIteration, ValueError):
@@ -262,7 +372,21 @@ def compact_json(text: str) -> str:
     if end != len(text):
         # Whitespace around the value, or not JSON: json.loads's parse and its error.
         value = _JSON_DECODER.decode(text)
-    return value if isinstance(value, str) else _json_dumps(value)
+    if _float_text_kept.lost:
+        return _exact_json(_EXACT_JSON_DECODER.decode(text))
+    return _json_dumps(value)
+
+
+def _exact_json(value: Any) -> str:
+    """Compact JSON of a document parsed with ``_NumberText`` numbers: each as it was read."""
+    if isinstance(value, dict):
+        items = (f"{_json_dumps(k)}:{_exact_json(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_exact_json(v) for v in value) + "]"
+    if isinstance(value, _NumberText):
+        return str.__str__(value)
+    return _json_dumps(value)
 
 
 def _uuid_text(value: Any) -> str:
@@ -272,6 +396,8 @@ def _uuid_text(value: Any) -> str:
 # Each converter returns values of exactly this type as they are (the same object or an equal
 # one), so a per-row path may skip calling it for them.
 _UNCHANGED: dict[Converter, type] = {
+    _mysql_date: dt.date,
+    _duration_micros: int,
     _to_str: str,
     _to_decimal: Decimal,
     _to_float: float,
@@ -283,7 +409,8 @@ _UNCHANGED: dict[Converter, type] = {
 # Converters that return unchanged the values their column's Avro type is written from as they
 # are. Not _uuid_text nor _decimal_text: they rewrite text into its canonical form.
 _KEEP_AVRO_READY = frozenset(
-    (_to_str, _to_decimal, _to_float, _to_bytes, _json_text, _aware, _naive_as_utc)
+    (_to_str, _to_decimal, _to_float, _to_bytes, _json_text, _aware, _naive_as_utc,
+     _mysql_date, _duration_micros)
 )
 
 
@@ -324,8 +451,14 @@ def sql_type(field_type: Any, *, key: bool = False) -> sa.types.TypeEngine[Any]:
     """The SQLAlchemy type a sink creates for an Avro field type (nullability unwrapped first).
 
     ``key`` columns that hold text get a bounded VARCHAR, which MySQL needs to index them.
+    PostgreSQL-only types get their native columns there (``postgres_types.native_sql_type``).
     """
+    from liberate.schema import postgres_types  # it builds on this module
+
     base, _ = unwrap_nullable(field_type)
+    native = postgres_types.native_sql_type(base, key=key)
+    if native is not None:
+        return native
     if isinstance(base, str):
         primitive: Any = base
         logical: Any = None
@@ -351,6 +484,13 @@ def sql_type(field_type: Any, *, key: bool = False) -> sa.types.TypeEngine[Any]:
         return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
     if primitive == "string" and connect_name == VARIABLE_DECIMAL_NAME:
         return sa.Numeric().with_variant(mysql.DECIMAL(65, 30), "mysql", "mariadb")
+    if primitive == "long" and connect_name == MICRO_TIME_NAME:
+        # A MySQL TIME: TIME(6) there, an interval on PostgreSQL, its TIME text on SQLite.
+        return (
+            sa.Interval()
+            .with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
+            .with_variant(sa.Text(), "sqlite")
+        )
     simple: dict[str, sa.types.TypeEngine[Any]] = {
         "boolean": sa.Boolean(),
         "int": sa.Integer(),
@@ -372,6 +512,8 @@ def from_avro_value(field_type: Any, value: Any) -> Any:
     if value is None:
         return None
     base, _ = unwrap_nullable(field_type)
+    if isinstance(base, dict) and base.get("connect.name") == MICRO_TIME_NAME:
+        return micros_to_duration(value)
     if isinstance(base, dict) and base.get("type") == "string":
         name = base.get("connect.name")
         if name == JSON_NAME:

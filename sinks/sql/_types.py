@@ -20,9 +20,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from liberate.schema.types import JSON_NAME, VARIABLE_DECIMAL_NAME, sql_type, unwrap_nullable
+from liberate.schema.postgres_types import is_native_marked
+from liberate.schema.types import (
+    JSON_NAME,
+    LENGTH_ATTRIBUTE,
+    MICRO_TIME_NAME,
+    VARIABLE_DECIMAL_NAME,
+    sql_type,
+    unwrap_nullable,
+)
 
-LENGTH_ATTRIBUTE = "liberate.length"
 _DEBEZIUM_LENGTH = "__debezium.source.column.length"
 # utf8mb4 VARCHAR(n) needs 4n bytes of MySQL's 65,535-byte row: longer ones become LONGTEXT.
 _MYSQL_MAX_VARCHAR = 16_383
@@ -100,6 +107,8 @@ def column_type(field_type: Any, *, key: bool) -> sa.types.TypeEngine[Any]:
     - Text keys are bounded only where MySQL needs it to index them; PostgreSQL keeps TEXT.
     - Byte keys become VARBINARY on MySQL, which cannot index a BLOB.
     - A string with a declared length becomes VARCHAR of that length.
+    - PostgreSQL-only types (intervals, inet...) keep their native column on PostgreSQL, keys
+      included (``liberate.schema.postgres_types``).
     """
     length = declared_length(field_type)
     if length is not None:
@@ -107,7 +116,7 @@ def column_type(field_type: Any, *, key: bool) -> sa.types.TypeEngine[Any]:
     created = sql_type(field_type, key=key)
     if isinstance(created, sa.Numeric) and not isinstance(created, sa.Float):
         return created.with_variant(sa.Text(), "sqlite")
-    if key and isinstance(created, sa.String):
+    if key and isinstance(created, sa.String) and not is_native_marked(field_type):
         return created.with_variant(sa.Text(), "postgresql")
     if key and isinstance(created, sa.LargeBinary):
         return sa.LargeBinary().with_variant(mysql.VARBINARY(255), "mysql", "mariadb")
@@ -140,6 +149,10 @@ def field_facts(field_type: Any) -> TypeFacts:
     if logical == "uuid":
         return TypeFacts(Family.UUID)
     marker = props.get("connect.name")
+    if is_native_marked(base):
+        return TypeFacts(Family.OTHER)  # an interval, timetz, inet... as its text
+    if primitive == "long" and marker == MICRO_TIME_NAME:
+        return TypeFacts(Family.TIME)  # a MySQL TIME (a duration)
     if primitive == "string" and marker == JSON_NAME:
         return TypeFacts(Family.JSON)
     if primitive == "string" and marker == VARIABLE_DECIMAL_NAME:

@@ -8,6 +8,8 @@ what depends on the *target* column, which may have been created by someone else
   SQLAlchemy serializes it again, keeping a null SQL NULL rather than JSON ``null``);
 - decimals and UUIDs going to a text column become their exact text (SQLite keeps decimals as
   text, see ``_tables``);
+- PostgreSQL arrays go to array columns item by item, and to any other column as JSON text
+  (``liberate.schema.postgres_types``; staged for COPY as ``text[]`` and cast by the merge);
 - instants (timezone-aware datetimes) become naive UTC wherever the column keeps no zone
   (MySQL DATETIME, SQLite, PostgreSQL ``timestamp``); sessions run at UTC so MySQL TIMESTAMP
   columns store the same instant.
@@ -26,13 +28,23 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from liberate.errors import UnsupportedTypeError
+from liberate.schema.postgres_types import (
+    array_as_json,
+    array_as_text,
+    array_as_values,
+    array_items,
+)
 from liberate.schema.types import (
     JSON_NAME,
+    MICRO_TIME_NAME,
     VARIABLE_DECIMAL_NAME,
     Converter,
+    duration_text,
     from_avro_value,
+    micros_to_duration,
     unwrap_nullable,
 )
 
@@ -62,6 +74,14 @@ def binding(field_type: Any, column_type: sa.types.TypeEngine[Any], dialect: str
     logical = base.get("logicalType") if isinstance(base, dict) else None
     marker = base.get("connect.name") if isinstance(base, dict) else None
 
+    if marker == MICRO_TIME_NAME:
+        return _duration_binding(column_type)
+    items = array_items(field_type)
+    if items is not None:
+        # A PostgreSQL array: its items into an array column, JSON text anywhere else.
+        if isinstance(column_type, sa.ARRAY):
+            return Binding(column_type, array_as_values(items))
+        return Binding(sa.Text(), array_as_json(items))
     if isinstance(column_type, sa.JSON):
         if marker == JSON_NAME and dialect != "postgresql":
             return Binding(sa.Text())  # stored as text there: no parsing and serializing again
@@ -82,9 +102,23 @@ def binding(field_type: Any, column_type: sa.types.TypeEngine[Any], dialect: str
     return Binding(column_type, _from_avro(field_type, marker))
 
 
+def _duration_binding(column_type: sa.types.TypeEngine[Any]) -> Binding:
+    # A MySQL TIME (signed microseconds): text in a text column (SQLite), as it is in a
+    # number column, a timedelta in TIME (MySQL) and interval (PostgreSQL) columns.
+    if isinstance(column_type, sa.String):
+        return Binding(column_type, duration_text)
+    if isinstance(column_type, sa.Integer | sa.Numeric):
+        return Binding(column_type)
+    return Binding(column_type, micros_to_duration)
+
+
 def copy_field(field_type: Any) -> CopyField:
     """The staging column and binary form of values of Avro ``field_type``."""
     base, _ = unwrap_nullable(field_type)
+    if isinstance(base, dict) and base.get("connect.name") == MICRO_TIME_NAME:
+        return _DURATION
+    if array_items(base) is not None:
+        return _ARRAY
     primitive = base.get("type") if isinstance(base, dict) else base
     logical = base.get("logicalType") if isinstance(base, dict) else None
     if logical is not None and logical in _COPY_LOGICAL:
@@ -101,6 +135,9 @@ def needs_cast(stage_type: sa.types.TypeEngine[Any], target: sa.types.TypeEngine
     pairs rely on assignment casts, which, unlike explicit ones, refuse to truncate a
     too-long string or overflow a number silently.
     """
+    if isinstance(stage_type, sa.ARRAY) and isinstance(target, sa.ARRAY):
+        # Arrays are staged as text[] (see _ARRAY): cast unless the target holds text too.
+        return needs_cast(stage_type.item_type, target.item_type)
     if not isinstance(stage_type, sa.Text) or isinstance(target, sa.types.NullType):
         return False  # a type SQLAlchemy does not know cannot be named in a cast
     return not isinstance(target, sa.String) or isinstance(target, sa.Enum)
@@ -153,6 +190,9 @@ def _bytes(value: Any) -> Any:
 _INSTANT = CopyField(sa.DateTime(timezone=True), "timestamptz", _aware_utc)
 _LOCAL = CopyField(sa.DateTime(), "timestamp", _naive_utc)
 _TIME = CopyField(sa.Time(), "time")
+_DURATION = CopyField(sa.Interval(), "interval", micros_to_duration)
+# Every item in PostgreSQL's text form: one staging type for arrays of any item type.
+_ARRAY = CopyField(postgresql.ARRAY(sa.Text()), "text[]", array_as_text)
 _COPY_LOGICAL: dict[str, CopyField] = {
     "decimal": CopyField(sa.Numeric(), "numeric", _decimal),
     "uuid": CopyField(sa.Uuid(), "uuid", _uuid),

@@ -1,12 +1,14 @@
 """What the query source changes on its psycopg sessions leaves the records as they were.
 
-JSON loads as compact text rather than as Python values the converter serializes again, and a
-session in one of tzdata's names for UTC is set to ``UTC``: both only make rows cheaper.
+JSON loads as compact text rather than as Python values the converter serializes again (and
+keeps its numbers as written, which a float would round), and a session in one of tzdata's
+names for UTC is set to ``UTC``: both only make rows cheaper.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -53,7 +55,7 @@ def _documents_table(url: str) -> sa.Table:
     return table
 
 
-def test_json_columns_hold_the_text_the_converter_writes_for_psycopgs_values(
+def test_json_columns_hold_compact_json_of_psycopgs_values_with_numbers_as_written(
     postgres_url: str,
 ) -> None:
     table = _documents_table(postgres_url)
@@ -63,11 +65,17 @@ def test_json_columns_hold_the_text_the_converter_writes_for_psycopgs_values(
     engine.dispose()
     assert isinstance(parsed[0][0], dict)
     records = read_everything(query_config(postgres_url))
-    assert [(r.value["doc"], r.value["raw"]) for r in records if r.value is not None] == [
-        (_json_text(doc), _json_text(raw)) for doc, raw in parsed
+    values = [(r.value["doc"], r.value["raw"]) for r in records if r.value is not None]
+    assert [(json.loads(doc), json.loads(raw)) for doc, raw in values] == [
+        tuple(row) for row in parsed
     ]
-    assert records[0].value is not None
-    assert records[0].value["doc"] == '{"tags":["a","b"],"channel":"web","priority":1}'
+    assert values[0][0] == _json_text(parsed[0][0])
+    assert values[0][0] == '{"tags":["a","b"],"channel":"web","priority":1}'
+    # Numbers keep the text PostgreSQL returns (jsonb's numeric text, json's own), never
+    # rounded through a float; a JSON string keeps its quotes.
+    assert values[1] == ('{"big":12345678901234567890,"neg":0.0,"tiny":0.0000001,"price":1.50}',
+                         '{"price":1.50,"big":12345678901234567890,"tiny":1e-7,"neg":-0.0}')
+    assert values[4] == ('"a string"', '"a string"')
 
 
 def _session_time_zone(url: str) -> str:

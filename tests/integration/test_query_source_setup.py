@@ -20,7 +20,7 @@ from tests.integration._query_support import (
 from tests.servers import Server
 
 # SQLite gives a column declared without a type no type at all.
-_UNMAPPED_TYPE = {"postgresql": "INTERVAL", "mysql": "GEOMETRY", "sqlite": ""}
+_UNMAPPED_TYPE = {"postgresql": "POINT", "mysql": "GEOMETRY", "sqlite": ""}
 
 
 def test_a_missing_table_is_a_prerequisite_error_naming_it(any_db_url: str) -> None:

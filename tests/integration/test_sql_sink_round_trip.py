@@ -25,7 +25,13 @@ import sqlalchemy as sa
 
 from liberate.config.loader import load_run_file
 from liberate.runtime import Pipeline, open_backend
-from liberate.schema.types import JSON_NAME, VARIABLE_DECIMAL_NAME, unwrap_nullable
+from liberate.schema.reading import reading_table
+from liberate.schema.types import (
+    JSON_NAME,
+    MICRO_TIME_NAME,
+    VARIABLE_DECIMAL_NAME,
+    unwrap_nullable,
+)
 from tests.integration._sql_sink_support import engine_for, execute
 from tests.servers import (
     Server,
@@ -200,6 +206,8 @@ def canonical(field_type: Any, value: Any) -> Any:
         return Decimal(str(value)).quantize(Decimal(1).scaleb(-int(props.get("scale", 0))))
     if props.get("connect.name") == VARIABLE_DECIMAL_NAME:
         return Decimal(str(value)).normalize()
+    if props.get("connect.name") == MICRO_TIME_NAME:
+        return micros(value)
     if props.get("connect.name") == JSON_NAME:
         parsed = json.loads(value) if isinstance(value, str | bytes) else value
         return json.dumps(parsed, sort_keys=True)
@@ -229,12 +237,28 @@ def canonical(field_type: Any, value: Any) -> Any:
     return str(value)
 
 
+def micros(value: Any) -> int:
+    """A MySQL TIME (a duration) in microseconds, from each database's spelling of it."""
+    if isinstance(value, dt.timedelta):
+        return value // dt.timedelta(microseconds=1)
+    if isinstance(value, dt.time):
+        return (value.hour * 3600 + value.minute * 60 + value.second) * 10**6 + value.microsecond
+    text = str(value)
+    sign = -1 if text.startswith("-") else 1
+    hours, minutes, seconds = text.lstrip("-").split(":")
+    whole = (int(hours) * 60 + int(minutes)) * 60
+    return sign * (whole * 10**6 + round(float(seconds) * 10**6))
+
+
 def canonical_rows(url: str, table: str, fields: dict[str, Any]) -> dict[int, list[Any]]:
     """The rows of ``table`` by id, as ``(column, canonical value)`` lists over ``fields``."""
     engine = engine_for(url)
     try:
         with engine.connect() as conn:
-            reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            # Read as the sources read (MySQL SET as its text, TIME as a duration...).
+            reflected = reading_table(
+                sa.Table(table, sa.MetaData(), autoload_with=conn), conn.dialect.name
+            )
             rows = [dict(r._mapping) for r in conn.execute(sa.select(reflected))]
     finally:
         engine.dispose()

@@ -41,8 +41,8 @@ ALL_TYPES_ROW: dict[str, Any] = {
     "ts0": dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC),
     "ts2": dt.datetime(2001, 2, 3, 4, 5, 6, 70000, tzinfo=UTC),
     "ts6": dt.datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC),
-    "tm0": dt.time(0, 0), "tm1": dt.time(23, 59, 59, 900000),
-    "tm4": dt.time(12, 34, 56, 789100), "tm6": dt.time(1, 2, 3, 4),
+    # TIME is a duration: signed microseconds
+    "tm0": 0, "tm1": 86_399_900_000, "tm4": 45_296_789_100, "tm6": 3_723_000_004,
     "dd": dt.date(9999, 12, 31), "y": 2155, "ch": "ab", "chl": "é" * 100, "vc": "x" * 300,
     "vl": "café", "tx": "text ☃", "lt": "long text", "bin": b"ab\x00\x00", "vb": b"\x00\xff",
     "bl": b"\xde\xad\xbe\xef", "en": "medium", "st": "a,d", "bt": b"\x02\x01",
@@ -157,17 +157,21 @@ def test_packed_decimals_decode_exactly(precision: int, scale: int, raw: str, ex
 
 
 @pytest.mark.parametrize(
-    ("raw", "fsp"),
+    ("raw", "fsp", "micros"),
     [
-        ("7FFFFF", 0),  # -00:00:01
-        ("B46000", 0),  # 838:00:00
-        ("7FFFFF00000A", 6),  # -00:00:00.999990 region, negative
+        ("800000", 0, 0),
+        ("7FFFFF", 0, -1_000_000),  # -00:00:01
+        ("B46000", 0, 838 * 3_600_000_000),  # 838:00:00
+        ("7FFFFECE", 2, -1_500_000),  # -00:00:01.50: the fraction borrows from the seconds
+        ("80000132", 2, 1_500_000),  # 00:00:01.50
+        ("7FFFFFFFFFFF", 6, -1),  # -00:00:00.000001
+        ("4B9105000000", 6, -3_020_399_000_000),  # -838:59:59.000000, MySQL's minimum
+        ("B46EFB000000", 6, 3_020_399_000_000),  # 838:59:59.000000, MySQL's maximum
     ],
 )
-def test_time_outside_a_day_is_a_record_error(raw: str, fsp: int) -> None:
+def test_time_is_a_signed_duration_in_microseconds(raw: str, fsp: int, micros: int) -> None:
     column = tm.BinlogColumn(0, "v", tm.T_TIME2, False, fsp=fsp)
-    with pytest.raises(RecordError, match="not a time of day"):
-        _decode_one(column, bytes.fromhex(raw))
+    assert _decode_one(column, bytes.fromhex(raw)) == micros
 
 
 def test_zero_dates_are_record_errors_not_wrong_dates() -> None:
@@ -192,7 +196,7 @@ def test_old_temporal_formats_decode() -> None:
     assert _decode_one(tm.BinlogColumn(0, "v", tm.T_TIMESTAMP, False),
                        struct.pack("<I", 86400)) == dt.datetime(1970, 1, 2, tzinfo=UTC)
     assert _decode_one(tm.BinlogColumn(0, "v", tm.T_TIME, False),
-                       (123456).to_bytes(3, "little")) == dt.time(12, 34, 56)
+                       (123456).to_bytes(3, "little")) == 45_296_000_000
 
 
 def test_an_unreadable_column_type_is_refused_when_the_decoder_is_built() -> None:

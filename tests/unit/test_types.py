@@ -63,7 +63,9 @@ def mapped(type_: Any, dialect: str | None = None) -> Any:
         (sa.Text(), "string"),
         (sa.Unicode(5), "string"),
         (sa.Enum("a", "b", name="e"), "string"),
-        (postgresql.ENUM("x", name="pe"), "string"),
+        (postgresql.ENUM("x", name="pe"), {"type": "string", "connect.name":
+                                           "io.debezium.data.Enum",
+                                           "connect.parameters": {"allowed": "x"}}),
         (postgresql.CITEXT(), "string"),
         (sa.DateTime(), LOCAL_TIMESTAMP),
         (mysql.DATETIME(fsp=6), LOCAL_TIMESTAMP),
@@ -90,7 +92,9 @@ def test_column_type_maps_to_its_avro_type(column_type: Any, avro_type: Any) -> 
 
 
 @pytest.mark.parametrize(
-    "column_type", [postgresql.INTERVAL(), sa.ARRAY(sa.Integer()), sa.types.NullType()], ids=repr
+    "column_type",
+    [postgresql.TSRANGE(), sa.ARRAY(sa.JSON()), postgresql.OID(), sa.types.NullType()],
+    ids=repr,
 )
 def test_type_without_mapping_is_refused_naming_the_column(column_type: Any) -> None:
     with pytest.raises(UnsupportedTypeError, match=r"column t\.c has type .* no Avro mapping"):
@@ -249,7 +253,8 @@ def test_key_text_columns_are_bounded_so_mysql_can_index_them() -> None:
 
 @pytest.mark.parametrize(
     "field_type",
-    [{"type": "array", "items": "int"}, {"type": "enum", "name": "E", "symbols": ["A"]}],
+    [{"type": "array", "items": {"type": "array", "items": "int"}},
+     {"type": "map", "values": "int"}, {"type": "enum", "name": "E", "symbols": ["A"]}],
     ids=repr,
 )
 def test_avro_types_without_sql_mapping_are_refused(field_type: Any) -> None:
