@@ -4,17 +4,21 @@
 shape (columns, types, key): its schema through ``build_table_schema`` and its generated row
 decoder. When a TABLE_MAP describes the table exactly as the catalog did at open, the stream
 reuses the snapshot's schema objects, so both write one schema version.
+
+Column defaults (the Avro field defaults, docs/schemas.md) are not in the binlog: a TABLE_MAP's
+columns get the defaults the catalog reflected, and a shape with a column the catalog has not
+seen (an ALTER TABLE ADD COLUMN mid-stream) has the table's defaults read again first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from connectors.mysql._ddl import Statement, StatementKind, TableName
 from connectors.mysql._initial import SnapshotTable
@@ -24,10 +28,14 @@ from connectors.mysql._stream import CapturedTable
 from connectors.mysql._tablemap import TableMap
 from connectors.mysql.config import MySqlSourceConfig
 from liberate.envelope import envelope_schema, source_block, source_schema
-from liberate.errors import ConfigError, FatalError, PrerequisiteError
-from liberate.schema.tables import TableSchema
+from liberate.errors import ConfigError, FatalError, PrerequisiteError, RetriableError
+from liberate.schema.reading import name_unrecognised_mysql_types
+from liberate.schema.tables import TableSchema, column_default_text
 
 log = logging.getLogger(__name__)
+
+#: reads the column defaults of a table as the catalog has them now
+DefaultsReader = Callable[[TableName], dict[str, str | None]]
 
 CONNECTOR = "mysql"
 
@@ -64,13 +72,17 @@ class Catalog:
     """The captured tables (implements ``_stream.TableCatalog``)."""
 
     def __init__(self, config: MySqlSourceConfig, names: list[TableName],
-                 encodings: Mapping[int, str]) -> None:
+                 encodings: Mapping[int, str],
+                 defaults_reader: DefaultsReader | None = None) -> None:
         self.config = config
         self.names = set(names)
         self.ordered = names
         self._encodings = dict(encodings)
         self.snapshot_tables: dict[TableName, SnapshotTable] = {}
         self._by_shape: dict[tuple[Any, ...], CapturedTable] = {}
+        # table -> column -> default SQL text (None: no default), as last reflected
+        self._defaults: dict[TableName, dict[str, str | None]] = {}
+        self._read_defaults = defaults_reader
 
     def reflect(self, conn: Connection) -> list[SnapshotTable]:
         """Reflect every captured table (missing tables, keys and types fail here)."""
@@ -88,11 +100,12 @@ class Catalog:
                 f"table {database}.{table} does not exist",
                 hint="check tables: (names are case-sensitive on most servers)",
             ) from exc
-        return self.describe(reflected)
+        return self.describe(name_unrecognised_mysql_types(conn, reflected))
 
     def describe(self, reflected: sa.Table) -> SnapshotTable:
         """How the snapshot reads a reflected table (``schema`` is its database)."""
         database, table = reflected.schema or "", reflected.name
+        self._defaults[(database, table)] = column_defaults(reflected)
         reading = reading_table(reflected)
         topic = self.config.topic_for(database, table)
         schema = table_schema(reading, namespace=topic)
@@ -144,7 +157,8 @@ class Catalog:
                 "logged before that cannot be labelled",
             )
         topic = self.config.topic_for(*name)
-        schema = table_schema(binlog_table(table_map), namespace=topic)
+        columns = _with_defaults(binlog_table(table_map), self._defaults_of(name, table_map))
+        schema = table_schema(columns, namespace=topic)
         codec = compile_row_codec(table_map, schema.fields, encodings=self.encodings)
         snapshot = self.snapshot_tables.get(name)
         if snapshot is not None and _same(snapshot.schema, schema):
@@ -159,6 +173,13 @@ class Catalog:
             key_fields=_key_fields(schema), key_schema=key_schema, value_schema=value_schema,
             source=self._source(*name),
         )
+
+    def _defaults_of(self, name: TableName, table_map: TableMap) -> Mapping[str, str | None]:
+        known = self._defaults.get(name)
+        new = known is None or any(c.name not in known for c in table_map.columns)
+        if new and self._read_defaults is not None:
+            known = self._defaults[name] = self._read_defaults(name)
+        return known or {}
 
     def current(self, name: TableName) -> CapturedTable:
         snapshot = self.snapshot_tables[name]
@@ -178,6 +199,36 @@ class Catalog:
                         "configured names)", where, text)
         else:
             log.info("schema change on %s: %s", where, text)
+
+
+def column_defaults(table: sa.Table) -> dict[str, str | None]:
+    """The default SQL text of each column of a reflected table (None: no default)."""
+    return {column.name: column_default_text(column) for column in table.columns}
+
+
+def read_column_defaults(engine: Engine, name: TableName) -> dict[str, str | None]:
+    """The column defaults of table ``name`` as the catalog has them now ({} once dropped)."""
+    database, table = name
+    try:
+        with engine.connect() as conn:
+            reflected = sa.Table(table, sa.MetaData(), schema=database, autoload_with=conn)
+    except NoSuchTableError:
+        return {}
+    except DBAPIError as exc:
+        raise RetriableError(
+            f"cannot read the column defaults of {database}.{table}: {exc.orig}",
+            hint="the server is unreachable or busy; retrying",
+        ) from exc
+    return column_defaults(reflected)
+
+
+def _with_defaults(table: sa.Table, defaults: Mapping[str, str | None]) -> sa.Table:
+    """``table`` (built from a TABLE_MAP, which has no defaults) with the catalog's defaults."""
+    for column in table.columns:
+        text = defaults.get(column.name)
+        if text is not None:
+            column.server_default = sa.DefaultClause(sa.text(text))
+    return table
 
 
 def _key_fields(schema: TableSchema) -> tuple[str, ...]:

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 import fastavro
 
 from liberate.schema.avro import AvroSchema
-from liberate.schema.registry import CompatibilityLevel
+from liberate.schema.registry import DEFAULT_COMPATIBILITY, CompatibilityLevel
 
 Rule = Literal[
     "READER_FIELD_MISSING_DEFAULT_VALUE",
@@ -70,6 +72,28 @@ class Incompatibility:
         if not self.path:
             return f"schema {self.record}" if self.record else "schema root"
         return f"field '{self.path}' ({self.record})" if self.record else f"field '{self.path}'"
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectLevels:
+    """The compatibility levels a run file sets: ``default`` for new subjects, and
+    ``per_subject`` for the subjects a name or a glob (``*``, ``?``, ``[...]``) matches.
+
+    An exact name wins over globs; among globs the first in the file that matches wins.
+    """
+
+    default: CompatibilityLevel = DEFAULT_COMPATIBILITY
+    per_subject: Mapping[str, CompatibilityLevel] = dataclass_field(default_factory=dict)
+
+    def level_for(self, subject: str) -> CompatibilityLevel | None:
+        """The level the run file sets for ``subject``; None when it sets none for it."""
+        exact = self.per_subject.get(subject)
+        if exact is not None:
+            return exact
+        for pattern, level in self.per_subject.items():
+            if fnmatchcase(subject, pattern):
+                return level
+        return None
 
 
 def resolution_problems(reader: AvroSchema, writer: AvroSchema) -> list[Incompatibility]:
@@ -123,8 +147,9 @@ def incompatibility_hint(level: str) -> str:
     """What a user can do when a schema change is refused under ``level``."""
     return (
         "change the table so the new schema keeps compatibility (see each problem), or write "
-        "to a new topic; as a last resort set streams.compatibility (now "
-        f"{level}) to NONE, knowing that consumers may then fail on old or new records"
+        "to a new topic (docs/schemas.md: a v2 stream); as a last resort set the subject's "
+        f"level (now {level}) to NONE in streams.compatibility_per_subject, knowing that "
+        "consumers may then fail on old or new records"
     )
 
 
@@ -427,6 +452,12 @@ def _decimal_of(node: Any) -> tuple[int, int] | None:
     if isinstance(node, dict) and node.get("logicalType") == "decimal":
         return int(node.get("precision", 0)), int(node.get("scale", 0))
     return None
+
+
+def describe_type(node: Any) -> str:
+    """A short human form of an Avro type: ``[null, long]``, ``decimal(10,2)``,
+    ``long (timestamp-micros)``, ``enum Status``."""
+    return _show(node)
 
 
 def _show(node: Any) -> str:

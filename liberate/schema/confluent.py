@@ -5,8 +5,9 @@ A new version is checked first with the registry's own compatibility endpoint
 (``verbose=true``), so a breaking schema change stops with the registry's messages, and the
 registry refuses it again on registration if it slipped through. The run file's
 compatibility level applies to the subjects liberate creates (set per subject when it
-registers the first version); the registry's global setting is left alone, because a
-registry is often shared.
+registers the first version), and ``streams.compatibility_per_subject`` sets the level of the
+subjects it names (on the registry, when liberate first registers under them); the registry's
+global setting is left alone, because a registry is often shared.
 
 Ids are cached both ways, so registering the schema of a table again, or decoding a record
 of a known id, costs no request. Transport failures are retriable; refusals are fatal.
@@ -19,6 +20,7 @@ from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from liberate.config.models import SchemaRegistrySettings
+from liberate.database import read_password_file
 from liberate.errors import (
     ConfigError,
     FatalError,
@@ -27,7 +29,12 @@ from liberate.errors import (
     SchemaCompatibilityError,
 )
 from liberate.schema.avro import AvroSchema
-from liberate.schema.compatibility import incompatibility_hint, incompatibility_message
+from liberate.schema.compatibility import (
+    SubjectLevels,
+    check_compatibility,
+    incompatibility_hint,
+    incompatibility_message,
+)
 from liberate.schema.registry import COMPATIBILITY_LEVELS, CompatibilityLevel, RegisteredSchema
 
 # Confluent's error codes (https://docs.confluent.io/platform/current/schema-registry/develop/api.html)
@@ -69,9 +76,16 @@ def client_config(settings: SchemaRegistrySettings) -> dict[str, Any]:
         "timeout": settings.timeout_s,
         "max.retries": settings.retries,
     }
-    if settings.basic_auth is not None:
-        password = settings.basic_auth.password.get_secret_value()
-        config["basic.auth.user.info"] = f"{settings.basic_auth.user}:{password}"
+    auth = settings.basic_auth
+    if auth is not None:
+        if auth.password_file is not None:
+            password = read_password_file(
+                auth.password_file, "streams.schema_registry.basic_auth.password_file"
+            )
+        else:
+            assert auth.password is not None  # the model requires exactly one of the two
+            password = auth.password.get_secret_value()
+        config["basic.auth.user.info"] = f"{auth.user}:{password}"
     if settings.ssl_ca is not None:
         config["ssl.ca.location"] = str(settings.ssl_ca)
     if settings.ssl_cert is not None:
@@ -115,6 +129,8 @@ class ConfluentRegistry:
         self._schemas: dict[int, AvroSchema] = {}
         self._default_level: CompatibilityLevel | None = None
         self._global_level: CompatibilityLevel | None = None
+        self._levels = SubjectLevels()
+        self._applied: set[str] = set()  # subjects whose configured level was set
 
     # -- the SchemaRegistry protocol ---------------------------------------------------------
 
@@ -129,13 +145,15 @@ class ConfluentRegistry:
         if cached is not None:
             return cached
         candidate = self._schema(schema)
+        configured = self._apply_configured_level(subject)
         try:
             found = self._client.lookup_schema(subject, candidate)
             schema_id = int(found.schema_id)
         except Exception as exc:
             code = self._code(exc)
             if code == SUBJECT_NOT_FOUND:
-                self._apply_default_level(subject)
+                if not configured:
+                    self._apply_default_level(subject)
             elif code == SCHEMA_NOT_FOUND:
                 problems = self.check(subject, schema)
                 if problems:
@@ -237,9 +255,20 @@ class ConfluentRegistry:
         compatible, or a new subject)."""
         if (subject, schema.fingerprint) in self._ids:
             return []
+        configured = self._levels.level_for(subject)
+        level = self.compatibility(subject)
+        if configured is not None and configured != level:
+            # Not applied to the registry yet (a pre-flight check writes nothing): the
+            # registry's versions, checked here under the run file's level.
+            versions = self.versions(subject)
+            if any(v.schema.fingerprint == schema.fingerprint for v in versions):
+                return []
+            return check_compatibility(schema, [v.schema for v in versions], configured)
         body = self._schema(schema).to_dict()
         # test_compatibility() returns only the boolean; the messages come with verbose=true.
-        path = f"compatibility/subjects/{quote(subject, safe='')}/versions/latest?verbose=true"
+        # A transitive level is checked against every version (the path without a version).
+        against = "versions" if level.endswith("_TRANSITIVE") else "versions/latest"
+        path = f"compatibility/subjects/{quote(subject, safe='')}/{against}?verbose=true"
         try:
             answer = self._client._rest_client.post(path, body=body)
         except Exception as exc:
@@ -250,6 +279,14 @@ class ConfluentRegistry:
             return []
         messages = [str(m) for m in answer.get("messages") or ()]
         return messages or [f"the registry at {self.url} says it is incompatible"]
+
+    def configure_levels(self, levels: SubjectLevels) -> None:
+        """``levels.default`` for the subjects liberate creates (see ``set_compatibility``);
+        each subject ``levels`` names gets its level set on the registry when this client
+        first registers a schema under it."""
+        self.set_compatibility(levels.default)
+        self._levels = levels
+        self._applied = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -282,6 +319,24 @@ class ConfluentRegistry:
                     " does not accept",
                 ) from exc
             self._fail(exc, f"register a schema under subject {subject!r}")
+
+    def _apply_configured_level(self, subject: str) -> bool:
+        """Set the run file's level of ``subject`` once; whether the run file sets one."""
+        level = self._levels.level_for(subject)
+        if level is None:
+            return False
+        if subject not in self._applied:
+            try:
+                current = self._client.get_compatibility(subject)
+            except Exception as exc:
+                if self._code(exc) not in (SUBJECT_NOT_FOUND, SUBJECT_LEVEL_NOT_CONFIGURED):
+                    self._fail(exc, f"read the compatibility of subject {subject!r}")
+                current = None
+            if current is None or _level(current) != level:
+                self.set_compatibility(level, subject)
+            with self._lock:
+                self._applied.add(subject)
+        return True
 
     def _apply_default_level(self, subject: str) -> None:
         level = self._default_level

@@ -34,6 +34,7 @@ from liberate.errors import (
 )
 from liberate.schema.avro import AvroSchema
 from liberate.schema.compatibility import (
+    SubjectLevels,
     check_compatibility,
     incompatibility_hint,
     incompatibility_message,
@@ -83,6 +84,8 @@ class EmbeddedRegistry:
         self._lock = threading.Lock()
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, AvroSchema] = {}
+        self._levels = SubjectLevels()
+        self._applied: set[str] = set()  # subjects whose configured level is stored
         self._conn: sqlite3.Connection | None = _open(self.path)
 
     # -- the SchemaRegistry protocol ----------------------------------------------------------
@@ -100,6 +103,7 @@ class EmbeddedRegistry:
             return cached
         _check_subject(subject)
         _ = schema.parsed  # an invalid schema fails here (FatalError), not in every reader
+        self._apply_configured_level(subject)
         with self._lock, self._write() as conn:
             rows = conn.execute(_VERSIONS, (subject,)).fetchall()
             for _version, schema_id, fingerprint, _text in rows:
@@ -203,8 +207,15 @@ class EmbeddedRegistry:
         versions = self.versions(subject)
         if any(v.schema.fingerprint == schema.fingerprint for v in versions):
             return []
-        level = self.compatibility(subject)
+        level = self._levels.level_for(subject) or self.compatibility(subject)
         return check_compatibility(schema, [v.schema for v in versions], level)
+
+    def configure_levels(self, levels: SubjectLevels) -> None:
+        """Store ``levels.default`` as the global level; each subject ``levels`` names gets its
+        level stored when this registry first registers a version of it."""
+        self.set_compatibility(levels.default)
+        self._levels = levels
+        self._applied = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -230,6 +241,13 @@ class EmbeddedRegistry:
         return f"EmbeddedRegistry({str(self.path)!r})"
 
     # -- internals (callers hold self._lock) ---------------------------------------------------
+
+    def _apply_configured_level(self, subject: str) -> None:
+        # Called without the lock: set_compatibility takes it.
+        level = self._levels.level_for(subject)
+        if level is not None and subject not in self._applied:
+            self.set_compatibility(level, subject)
+            self._applied.add(subject)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from liberate.schema.avro import AvroSchema
+
+if TYPE_CHECKING:
+    from liberate.schema.compatibility import SubjectLevels
 
 CompatibilityLevel = Literal[
     "NONE",
@@ -68,6 +71,12 @@ class SchemaRegistry(Protocol):
 
     def set_compatibility(self, level: CompatibilityLevel, subject: str | None = None) -> None:
         """Set the level of ``subject`` (or the global default when None)."""
+        ...
+
+    def configure_levels(self, levels: SubjectLevels) -> None:
+        """Apply a run file's levels: ``levels.default`` as ``set_compatibility(level)`` does,
+        and each subject's configured level, set on the subject before its next version is
+        registered or checked."""
         ...
 
     def check(self, subject: str, schema: AvroSchema) -> list[str]:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from liberate.errors import PrerequisiteError
 from liberate.schema._generated import FieldPlan
 from liberate.schema.avro import AvroSchema
+from liberate.schema.defaults import avro_default
 from liberate.schema.rows import RowLayout, RowView
 from liberate.schema.types import (
     COLUMN_ATTRIBUTE,
@@ -31,6 +32,20 @@ from liberate.schema.types import (
     keeps_avro_ready,
     unchanged_type,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSchemas:
+    """The key and value schemas a source writes for one table as it is now, and the topic.
+
+    What ``liberate schema check`` compares with the registry before an ALTER TABLE is
+    deployed; sources return them from ``current_schemas()``.
+    """
+
+    table: str
+    topic: str
+    key_schema: AvroSchema | None
+    value_schema: AvroSchema
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +150,12 @@ def build_table_schema(
         nullable = bool(column.nullable) and column.name not in keys
         spec["type"] = ["null", mapped.type] if nullable else mapped.type
         if nullable:
+            # Avro takes a union's default from its first branch: null for a nullable column.
             spec["default"] = None
+        else:
+            default = avro_default(column_default_text(column), mapped.type, dialect=dialect)
+            if default is not None:
+                spec["default"] = default.value
         if name != column.name:
             spec[COLUMN_ATTRIBUTE] = column.name
         row_fields.append(spec)
@@ -190,6 +210,18 @@ def _row_key_function(
             return lambda row: {name: row[position]}
     value = layout.value
     return lambda row: {name: value(row, name) for name in names}
+
+
+def column_default_text(column: sa.Column[Any]) -> str | None:
+    """The SQL text of a reflected column's database default (None: none, or generated)."""
+    default = column.server_default
+    if default is None or column.computed is not None or column.identity is not None:
+        return None
+    arg = getattr(default, "arg", None)
+    if isinstance(arg, str):
+        return arg
+    text = getattr(arg, "text", None)
+    return text if isinstance(text, str) else None
 
 
 def _not_null(field_type: Any) -> Any:
