@@ -9,11 +9,16 @@ the log-based relay route alike: polling hands it the rows it selects, a log-bas
 - key: a record of the aggregate id (``{"aggregateid": "42"}``), so events of one aggregate
   share a key, hence a partition, and keep their order;
 - value: a record whose ``payload`` field is the payload as JSON text (Debezium's
-  ``io.debezium.data.Json`` string), plus any envelope-placed columns; a null payload is a
-  tombstone when ``tombstone_on_empty_payload`` is set;
+  ``io.debezium.data.Json`` string), plus any envelope-placed columns; with
+  ``value_format: avro`` the payload itself, under the schema of its event type
+  (``_payloads``); a null payload is a tombstone when ``tombstone_on_empty_payload`` is set;
 - headers: ``id`` (the event id) first, then the header-placed columns (``eventType``), then
   the entries of the headers column;
 - timestamp: the timestamp column, when one is configured.
+
+An Avro payload that does not fit its schema is a ``RecordError``; with a dead-letter topic it
+becomes a record there instead (the payload as JSON text, the error in Kafka Connect's
+``__connect.errors.*`` headers), and the relay goes on.
 
 Values of additional and timestamp columns arrive Avro-ready (what ``liberate.schema.types``
 converters return, or the values of a CDC row record), with their Avro types given once.
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from connectors.outbox._payloads import PayloadSchemas
 from connectors.outbox.config import (
     ID_HEADER,
     PAYLOAD_FIELD,
@@ -45,6 +51,10 @@ from liberate.streams.embedded import validate_topic_name
 log = logging.getLogger(__name__)
 
 _JSON_STRING = {"type": "string", "connect.name": JSON_NAME}
+#: dead-letter headers, Kafka Connect's names (as the SQL sink's dead letters)
+ERROR_CLASS_HEADER = "__connect.errors.exception.class.name"
+ERROR_MESSAGE_HEADER = "__connect.errors.exception.message"
+CONNECTOR_HEADER = "__connect.errors.connector.name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +66,14 @@ class Routing:
     id_column: str
     aggregate_type_column: str
     aggregate_id_column: str
+    type_column: str
     payload_column: str
     headers_column: str | None
     timestamp_column: str | None
     placements: tuple[AdditionalField, ...]
     tombstone_on_empty_payload: bool
     invalid_op_behavior: InvalidOpBehavior
+    dead_letter_topic: str | None = None
 
     @classmethod
     def of(cls, config: OutboxSourceConfig) -> Routing:
@@ -72,19 +84,21 @@ class Routing:
             id_column=c.id,
             aggregate_type_column=c.aggregate_type,
             aggregate_id_column=c.aggregate_id,
+            type_column=c.type,
             payload_column=c.payload,
             headers_column=c.headers,
             timestamp_column=c.timestamp,
             placements=config.placements,
             tombstone_on_empty_payload=config.tombstone_on_empty_payload,
             invalid_op_behavior=config.invalid_op_behavior,
+            dead_letter_topic=config.dead_letter_topic,
         )
 
     @property
     def columns(self) -> list[str]:
         """Every column the router reads, each once, in a stable order."""
         names = [self.id_column, self.aggregate_type_column, self.aggregate_id_column,
-                 self.payload_column, self.headers_column, self.timestamp_column,
+                 self.type_column, self.payload_column, self.headers_column, self.timestamp_column,
                  *(p.column for p in self.placements)]
         return list(dict.fromkeys(n for n in names if n is not None))
 
@@ -99,9 +113,13 @@ class Routing:
 
 class EventRouter:
     """Routes outbox rows to records. ``field_types`` maps each of ``routing.typed_columns``
-    to its Avro type (nullable or not); schemas are made once per topic."""
+    to its Avro type (nullable or not); schemas are made once per topic. ``payloads``: the
+    schemas of ``value_format: avro`` (None: JSON values)."""
 
-    def __init__(self, routing: Routing, field_types: Mapping[str, Any]) -> None:
+    def __init__(
+        self, routing: Routing, field_types: Mapping[str, Any],
+        payloads: PayloadSchemas | None = None,
+    ) -> None:
         missing = [c for c in routing.typed_columns if c not in field_types]
         if missing:
             raise FatalError(
@@ -109,6 +127,7 @@ class EventRouter:
                 hint="this is a bug in the relay: report it with the table DDL",
             )
         self.routing = routing
+        self.payloads = payloads
         self._types = {c: unwrap_nullable(field_types[c])[0] for c in routing.typed_columns}
         self._envelope = [p for p in routing.placements if p.placement == "envelope"]
         self._header_fields = [p for p in routing.placements if p.placement == "header"]
@@ -128,27 +147,43 @@ class EventRouter:
         event_id = _required_text(row, r.id_column, "the event id", None)
         topic = self._topic(_required_text(row, r.aggregate_type_column, "the aggregate type",
                                            event_id), event_id)
-        key_schema, value_schema = self._schemas_of(topic)
         payload = _json_text(row.get(r.payload_column), event_id, r.payload_column)
+        aggregate_id = _required_text(row, r.aggregate_id_column, "the aggregate id", event_id)
+        headers = self._headers(row, event_id)
         value: dict[str, Any] | None
         if payload is None and r.tombstone_on_empty_payload:
             value = None
+            value_schema = self._schemas_of(topic)[1]
+        elif self.payloads is not None:
+            event_type = _text(row.get(r.type_column))
+            try:
+                value, value_schema = self.payloads.value_of(event_id, event_type, payload)
+            except RecordError as exc:
+                if r.dead_letter_topic is None:
+                    raise
+                log.warning("%s; sent to %s", exc.message, r.dead_letter_topic)
+                topic, value = r.dead_letter_topic, self._json_value(row, payload)
+                value_schema = self._schemas_of(topic)[1]
+                headers = (*headers, *_error_headers(exc, r.source))
         else:
-            value = {PAYLOAD_FIELD: payload}
-            for placed in self._envelope:
-                value[avro_name(placed.alias)] = row.get(placed.column)
-        aggregate_id = _required_text(row, r.aggregate_id_column, "the aggregate id", event_id)
+            value, value_schema = self._json_value(row, payload), self._schemas_of(topic)[1]
         return SourceRecord(
             topic=topic,
             key={self._key_field: aggregate_id},
             value=value,
-            key_schema=key_schema,
+            key_schema=self._schemas_of(topic)[0],
             value_schema=value_schema,
             partition=partition,
             offset=offset,
-            headers=self._headers(row, event_id),
+            headers=headers,
             timestamp_ms=self._timestamp_ms(row, event_id),
         )
+
+    def _json_value(self, row: Mapping[str, Any], payload: str | None) -> dict[str, Any]:
+        value: dict[str, Any] = {PAYLOAD_FIELD: payload}
+        for placed in self._envelope:
+            value[avro_name(placed.alias)] = row.get(placed.column)
+        return value
 
     def route_change(
         self,
@@ -261,6 +296,17 @@ class EventRouter:
 # -- pure helpers, shared with the log-based relay ----------------------------------------------
 
 
+def payload_schemas(config: OutboxSourceConfig) -> PayloadSchemas | None:
+    """The per-type value schemas of ``config`` (None with ``value_format: json``)."""
+    if config.value_format != "avro":
+        return None
+    try:
+        return PayloadSchemas(config.value_schemas())
+    except ValueError as exc:  # a schema file changed since the run file was validated
+        raise FatalError(f"cannot load the Avro schemas of the outbox relay: {exc}",
+                         hint="fix the file named in schemas:") from exc
+
+
 def timestamp_ms(value: Any, logical_type: str | None) -> int:
     """Epoch milliseconds of a timestamp column value (Avro-ready or as a driver returns it).
 
@@ -314,6 +360,14 @@ def message_row(content: str | bytes, columns: Sequence[str]) -> dict[str, Any]:
         if value is not None and not isinstance(value, str):
             row[name] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return row
+
+
+def _error_headers(exc: RecordError, source: str) -> tuple[tuple[str, bytes], ...]:
+    return (
+        (CONNECTOR_HEADER, source.encode()),
+        (ERROR_CLASS_HEADER, b"liberate.errors.RecordError"),
+        (ERROR_MESSAGE_HEADER, exc.message.encode()),
+    )
 
 
 def _required_text(row: Mapping[str, Any], column: str, what: str, event_id: str | None) -> str:

@@ -13,6 +13,16 @@ moving from Debezium finds its settings:
 - ``invalid_op_behavior`` [``table.op.invalid.behavior``]: what an UPDATE of an outbox row
   does in log mode; ``ignore`` is liberate's addition. Deletes are always dropped silently.
 
+Modes: ``polling`` reads the table with queries (any SQLAlchemy database); ``log`` reads the
+table's inserts from the WAL or binlog through the postgres / mysql connectors, whose settings
+go in the ``log:`` block (``_log_settings``). ``retention``, ``batch_size`` and ``schedule`` are
+polling's; ``message_prefix`` is log mode's on PostgreSQL.
+
+Values: ``value_format: json`` puts the payload as JSON text into the value's ``payload`` field
+(Debezium's default); ``avro`` makes the payload itself the value, with the schema of its event
+type from ``schemas`` (``_payloads``). A payload that does not fit stops the relay, or goes to
+``dead_letter_topic`` when one is set.
+
 Defaults, and why: ``retention: 0s`` deletes a row as soon as its record is durable in the
 stream (the table stays small, as Debezium recommends); ``batch_size: 1000`` rows per poll;
 ``schedule: 1s`` (an outbox is about latency, and the poll is one indexed query).
@@ -23,13 +33,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from string import Formatter
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from connectors.outbox._log_settings import CdcConfig, LogSettings, cdc_config
+from connectors.outbox._payloads import SchemaSource, load_schema
 from liberate.config.base import DatabaseSettings, SourceConfig, StrictModel
 from liberate.config.durations import Duration, ScheduleField, parse_schedule
-from outbox import DEFAULT_COLUMNS, DEFAULT_TABLE
+from liberate.errors import FatalError
+from liberate.schema.avro import AvroSchema
+from liberate.streams.embedded import validate_topic_name
+from outbox import DEFAULT_COLUMNS, DEFAULT_TABLE, MESSAGE_PREFIX
 
 TOPIC_VARIABLES = ("aggregate_type", "source")
 DEFAULT_TOPIC = "outbox.event.{aggregate_type}"
@@ -37,6 +52,11 @@ DEFAULT_TOPIC = "outbox.event.{aggregate_type}"
 PAYLOAD_FIELD = "payload"
 #: the header that carries the event id (Debezium's)
 ID_HEADER = "id"
+
+#: how often polling polls when the table had nothing new, unless ``schedule`` says otherwise
+DEFAULT_SCHEDULE = "1s"
+#: the settings only polling uses (refused in log mode, where they would do nothing)
+POLLING_ONLY = ("retention", "batch_size", "schedule")
 
 Placement = Literal["header", "envelope"]
 InvalidOpBehavior = Literal["warn", "error", "fatal", "ignore"]
@@ -109,10 +129,21 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
     """The outbox relay: routes the events of an outbox table like Debezium's event router."""
 
     connector: Literal["outbox"] = Field(description="Which source connector runs this entry")
-    mode: Literal["polling"] = Field(
+    mode: Literal["polling", "log"] = Field(
         default="polling",
-        description="polling: read the table with queries (any SQLAlchemy database). The "
-        "log-based mode (on the postgres/mysql connectors) is not available yet",
+        description="log: read the table's inserts from the WAL / binlog (PostgreSQL, "
+        "MySQL/MariaDB; recommended) | polling: read the table with queries (any SQLAlchemy "
+        "database)",
+    )
+    log: LogSettings | None = Field(
+        default=None,
+        description="mode: log: settings of the postgres / mysql connector underneath (slot, "
+        "publication, server_id, snapshot_mode, heartbeats, ...)",
+    )
+    message_prefix: str | None = Field(
+        default=MESSAGE_PREFIX, min_length=1,
+        description="mode: log on PostgreSQL: also relay pg_logical_emit_message events with "
+        "this prefix (outbox.publish_message's); null: table inserts only",
     )
     table: str = Field(
         default=DEFAULT_TABLE, min_length=1,
@@ -124,10 +155,20 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
         default=DEFAULT_TOPIC,
         description="Topic name template over {aggregate_type} and {source}",
     )
-    value_format: Literal["json"] = Field(
+    value_format: Literal["json", "avro"] = Field(
         default="json",
-        description="json: the value record's 'payload' field holds the payload as JSON text "
-        "(Avro with a schema per event type is planned)",
+        description="json: the value record's 'payload' field holds the payload as JSON text | "
+        "avro: the payload is the value, with the Avro schema of its event type (schemas)",
+    )
+    schemas: dict[str, SchemaSource] = Field(
+        default_factory=dict,
+        description="value_format: avro: event type -> Avro record schema, as the path of an "
+        ".avsc file or inline",
+    )
+    dead_letter_topic: str | None = Field(
+        default=None, min_length=1, max_length=249,
+        description="value_format: avro: where an event whose payload does not fit its type's "
+        "schema goes (its payload as JSON text, the error in headers); unset: the relay stops",
     )
     additional_fields: list[str] | None = Field(
         default=None,
@@ -151,11 +192,21 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
     )
     batch_size: int = Field(default=1000, ge=1, le=100_000,
                             description="Rows read per poll (one query)")
-    schedule: ScheduleField = Field(
-        default=parse_schedule("1s"),
-        description="How often to poll when the table had nothing new: an interval (500ms, "
-        "1s) or a 5-field cron expression",
+    schedule: ScheduleField | None = Field(
+        default=None,
+        description="Polling: how often to poll when the table had nothing new: an interval "
+        f"(500ms, 1s) or a 5-field cron expression (default {DEFAULT_SCHEDULE})",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _polling_has_a_schedule(cls, data: Any) -> Any:
+        # Log mode waits on the WAL / binlog itself: a schedule would only add latency.
+        if isinstance(data, dict) and data.get("mode", "polling") == "polling" and data.get(
+            "schedule"
+        ) is None:
+            return {**data, "schedule": parse_schedule(DEFAULT_SCHEDULE)}
+        return data
 
     @field_validator("topic")
     @classmethod
@@ -195,9 +246,52 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
             problems.append(f"additional_fields: {exc}")
         else:
             problems.extend(_placement_problems(fields))
+            if self.value_format == "avro" and any(f.placement == "envelope" for f in fields):
+                problems.append("value_format: avro makes the payload the value: place "
+                                "additional_fields in headers, not in the envelope")
+        problems.extend(self._value_problems())
+        problems.extend(self._mode_problems())
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _value_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.value_format == "avro" and not self.schemas:
+            problems.append("value_format: avro needs schemas: (event type -> Avro schema)")
+        if self.value_format == "json":
+            problems.extend(f"{key} is only used with value_format: avro"
+                            for key in ("schemas", "dead_letter_topic")
+                            if key in self.model_fields_set)
+        for event_type, source in self.schemas.items():
+            try:
+                load_schema(source)
+            except ValueError as exc:
+                problems.append(f"schemas.{event_type}: {exc}")
+        if self.dead_letter_topic is not None:
+            try:
+                validate_topic_name(self.dead_letter_topic)
+            except FatalError as exc:
+                problems.append(f"dead_letter_topic: {exc.message}")
+        return problems
+
+    def _mode_problems(self) -> list[str]:
+        if self.mode == "polling":
+            return [f"{key} is only used with mode: log"
+                    for key in ("log", "message_prefix") if key in self.model_fields_set]
+        problems = [f"{key} is only used with mode: polling (log mode reads the WAL / binlog "
+                    "and never writes to the table)"
+                    for key in POLLING_ONLY if key in self.model_fields_set]
+        try:
+            self.cdc_config()
+        except ValidationError as exc:
+            problems.extend(
+                f"log.{'.'.join(str(p) for p in error['loc']) or '(block)'}: {error['msg']}"
+                for error in exc.errors()
+            )
+        except ValueError as exc:
+            problems.append(str(exc))
+        return problems
 
     # -- derived values --------------------------------------------------------------------
 
@@ -208,6 +302,16 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
         if entries is None:
             entries = [f"{self.columns.type}:header:eventType"]
         return tuple(AdditionalField.parse(text) for text in entries)
+
+    def cdc_config(self) -> CdcConfig:
+        """Log mode: the config of the postgres / mysql source that reads the outbox table."""
+        return cdc_config(self.log, name=self.name, database=self.database,
+                          password_file=self.password_file, table=self.table,
+                          message_prefix=self.message_prefix)
+
+    def value_schemas(self) -> dict[str, AvroSchema]:
+        """value_format avro: the schema of each event type (files read now)."""
+        return {event_type: load_schema(source) for event_type, source in self.schemas.items()}
 
     @property
     def table_name(self) -> tuple[str | None, str]:

@@ -7,19 +7,25 @@ is composed with ``psycopg.sql`` (quoted identifiers), never formatted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
-from sqlalchemy.dialects import postgresql
+from psycopg.types.json import JsonbLoader, JsonLoader
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError
 
 from connectors.postgres._pgoutput import parse_lsn
 from liberate.errors import PrerequisiteError
+from liberate.schema.postgres_types import (
+    base_type,
+    name_unrecognised_types,
+    register_text_loaders,
+)
 
 
 def driver(conn: Connection) -> psycopg.Connection[Any]:
@@ -246,10 +252,12 @@ def reflect_table(conn: Connection, schema: str, table: str) -> sa.Table:
     """The reflected table; PrerequisiteError when it does not exist.
 
     Domain columns get their base type: values of a domain are values of its base type (a
-    query and pgoutput return them as such).
+    query and pgoutput return them as such). Columns of a type SQLAlchemy does not know keep
+    the catalog's name of it, for the error that refuses them.
     """
     try:
-        reflected = sa.Table(table, sa.MetaData(), schema=schema, autoload_with=conn)
+        with _json_as_objects(conn):
+            reflected = sa.Table(table, sa.MetaData(), schema=schema, autoload_with=conn)
     except NoSuchTableError as exc:
         raise PrerequisiteError(
             f"table {schema}.{table} not found",
@@ -257,9 +265,21 @@ def reflect_table(conn: Connection, schema: str, table: str) -> sa.Table:
             "that the user may read it",
         ) from exc
     for column in reflected.columns:
-        while isinstance(column.type, postgresql.DOMAIN):
-            column.type = column.type.data_type
-    return reflected
+        column.type = base_type(column.type)
+    return name_unrecognised_types(conn, reflected)
+
+
+@contextmanager
+def _json_as_objects(conn: Connection) -> Iterator[None]:
+    # SQLAlchemy reads identity columns' options as a json object; the source's connections
+    # load json as text (``_engine``), which fails it: psycopg's loaders for the reflection.
+    adapters = driver(conn).adapters
+    adapters.register_loader("json", JsonLoader)
+    adapters.register_loader("jsonb", JsonbLoader)
+    try:
+        yield
+    finally:
+        register_text_loaders(adapters)
 
 
 def base_types(conn: Connection, oids: Iterable[int]) -> dict[int, int]:

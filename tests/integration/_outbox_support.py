@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -16,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pymysql
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
@@ -51,6 +55,53 @@ def child_env(tmp_path: Path) -> dict[str, str]:
         )
         paths.insert(0, str(dist.parent))
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def kill_repeatedly(
+    run_file: Path, tmp_path: Path, *, kills: int, seed: int, alive_s: tuple[float, float],
+    verbose: bool = False,
+) -> None:
+    """Start ``liberate run FILE`` in a child ``kills`` times, each SIGKILLed after a random
+    time in ``alive_s``; the children's output goes to ``relay.log`` (``relay_log`` reads it)."""
+    env = child_env(tmp_path)
+    rng = random.Random(seed)
+    command = [sys.executable, "-m", "liberate", *(["-v"] if verbose else []), "run",
+               str(run_file)]
+    with (tmp_path / "relay.log").open("a") as log:
+        for _ in range(kills):
+            child = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=log)
+            try:
+                time.sleep(rng.uniform(*alive_s))
+                assert child.poll() is None, f"the relay exited early:\n{relay_log(tmp_path)}"
+            finally:
+                child.send_signal(signal.SIGKILL)
+                child.wait(30)
+
+
+def run_once_in_child(run_file: Path, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
+    """``liberate run FILE --once`` in a child, its output appended to ``relay.log``."""
+    with (tmp_path / "relay.log").open("a") as log:
+        return subprocess.run(
+            [sys.executable, "-m", "liberate", "run", str(run_file), "--once"],
+            cwd=tmp_path, env=child_env(tmp_path), stdout=log, stderr=log, timeout=120,
+            check=False,
+        )
+
+
+def relay_log(tmp_path: Path) -> str:
+    """The end of the children's ``relay.log``."""
+    path = tmp_path / "relay.log"
+    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def log_db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL or MariaDB database with the outbox table (for ``mode: log``)."""
+    url: str = request.getfixturevalue(
+        "postgres_url" if request.param == "postgresql" else "mysql_url"
+    )
+    create_outbox(url)
+    return url
 
 
 def engine_for(url: str) -> Engine:
@@ -140,6 +191,18 @@ def stream_records(path: Path, topics: list[str] | None = None) -> list[SinkReco
         backend.close()
 
 
+def event_records(path: Path, prefix: str = "outbox.event.") -> list[SinkRecord]:
+    """The records of the event topics (``prefix``) in the embedded stream at ``path``, leaving
+    out heartbeats and dead letters."""
+    backend = EmbeddedBackend(path)
+    backend.open()
+    try:
+        topics = [t.name for t in backend.topics() if t.name.startswith(prefix)]
+    finally:
+        backend.close()
+    return stream_records(path, topics) if topics else []
+
+
 def header(record: SinkRecord, name: str) -> str | None:
     """The first header ``name`` of ``record`` as text."""
     for key, value in record.headers:
@@ -202,15 +265,18 @@ class EventWriters:
 
     ``hold_rate`` of the transactions stay open 100 ms after their inserts, while later ones
     commit and get relayed; ``rollback_rate`` roll back; ``pause_s`` separates a writer's
-    transactions. Each writer runs ``transactions`` transactions, or until ``stop()``.
+    transactions; ``delete_after_insert`` publishes that way (for log-based relays). Each
+    writer runs ``transactions`` transactions, or until ``stop()``.
     Records every committed event, per aggregate in commit order.
     """
 
     def __init__(
         self, url: str, *, writers: int, transactions: int | None = None,
         hold_rate: float = 0.25, rollback_rate: float = 0.15, pause_s: float = 0.0,
+        delete_after_insert: bool = False,
     ) -> None:
         self.url = url
+        self.delete_after_insert = delete_after_insert
         self.transactions = transactions
         self.hold_rate, self.rollback_rate, self.pause_s = hold_rate, rollback_rate, pause_s
         self.committed: dict[str, list[int]] = defaultdict(list)
@@ -257,17 +323,26 @@ class EventWriters:
             while not self._stop.is_set() and (self.transactions is None
                                                or done < self.transactions):
                 done += 1
-                events = []
-                for _ in range(rng.randint(1, 3)):
-                    aggregate = f"w{w}-a{rng.randint(0, 2)}"
-                    counters[aggregate] += 1
-                    events.append(outbox.OutboxEvent("Order", aggregate, "OrderChanged",
-                                                     {"n": counters[aggregate]}))
-                    outbox.publish(conn, events[-1])
-                    time.sleep(rng.uniform(0, 0.01))
-                if rng.random() < self.hold_rate:
-                    time.sleep(0.1)
-                if rng.random() < self.rollback_rate:
+                events: list[outbox.OutboxEvent] = []
+                try:
+                    for _ in range(rng.randint(1, 3)):
+                        aggregate = f"w{w}-a{rng.randint(0, 2)}"
+                        counters[aggregate] += 1
+                        events.append(outbox.OutboxEvent("Order", aggregate, "OrderChanged",
+                                                         {"n": counters[aggregate]}))
+                        outbox.publish(conn, events[-1],
+                                       delete_after_insert=self.delete_after_insert)
+                        time.sleep(rng.uniform(0, 0.01))
+                    if rng.random() < self.hold_rate:
+                        time.sleep(0.1)
+                    rollback = rng.random() < self.rollback_rate
+                except (pymysql.err.OperationalError, psycopg.errors.DeadlockDetected) as exc:
+                    # InnoDB's gap locks make concurrent insert-then-delete writers deadlock
+                    # now and then: the database rolled the transaction back, as an app sees.
+                    if not _is_deadlock(exc):
+                        raise
+                    rollback = True
+                if rollback:
                     conn.rollback()
                     for event in events:
                         counters[event.aggregate_id] -= 1
@@ -285,3 +360,9 @@ class EventWriters:
             self.errors.append(exc)
         finally:
             conn.close()
+
+
+def _is_deadlock(exc: Exception) -> bool:
+    if isinstance(exc, pymysql.err.OperationalError):
+        return bool(exc.args) and exc.args[0] in (1205, 1213)
+    return True

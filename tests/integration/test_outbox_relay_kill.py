@@ -7,18 +7,15 @@ The relay runs as a user runs it: ``python -m liberate run FILE`` in a child pro
 
 from __future__ import annotations
 
-import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from tests.integration._outbox_support import (
     EventWriters,
-    child_env,
     create_outbox,
+    kill_repeatedly,
     outbox_rows,
+    relay_log,
+    run_once_in_child,
     stream_records,
 )
 
@@ -46,41 +43,18 @@ def test_a_relay_killed_and_restarted_loses_nothing_and_repeats_nothing(
 ) -> None:
     create_outbox(any_db_url)
     run_file = _run_file(tmp_path, any_db_url)
-    env = child_env(tmp_path)
     # Pauses between transactions: SQLite's busy wait would otherwise starve the relay's
     # confirmations behind writers that never let go of the write lock.
     writers = EventWriters(any_db_url, writers=2, hold_rate=0.1, rollback_rate=0.1,
                            pause_s=0.01).start()
-    log = (tmp_path / "relay.log").open("w")
-    rng = random.Random(1)
-    child: subprocess.Popen[bytes] | None = None
     try:
-        for _ in range(KILLS):
-            child = subprocess.Popen(
-                [sys.executable, "-m", "liberate", "run", str(run_file)],
-                cwd=tmp_path, env=env, stdout=log, stderr=log,
-            )
-            time.sleep(rng.uniform(1.0, 3.0))
-            assert child.poll() is None, f"the relay exited early:\n{_log(tmp_path)}"
-            child.send_signal(signal.SIGKILL)
-            child.wait(30)
+        kill_repeatedly(run_file, tmp_path, kills=KILLS, seed=1, alive_s=(1.0, 3.0))
     finally:
-        if child is not None and child.poll() is None:
-            child.kill()
-            child.wait(30)
         writers.stop()
     before_final = len(stream_records(tmp_path / "streams.db"))
-    assert before_final > 0, f"the killed relays delivered nothing:\n{_log(tmp_path)}"
-    final = subprocess.run(
-        [sys.executable, "-m", "liberate", "run", str(run_file), "--once"],
-        cwd=tmp_path, env=env, stdout=log, stderr=log, timeout=120, check=False,
-    )
-    log.close()
-    assert final.returncode == 0, _log(tmp_path)
+    assert before_final > 0, f"the killed relays delivered nothing:\n{relay_log(tmp_path)}"
+    final = run_once_in_child(run_file, tmp_path)
+    assert final.returncode == 0, relay_log(tmp_path)
 
     writers.check(stream_records(tmp_path / "streams.db"))
     assert outbox_rows(any_db_url) == []
-
-
-def _log(tmp_path: Path) -> str:
-    return (tmp_path / "relay.log").read_text(errors="replace")[-4000:]

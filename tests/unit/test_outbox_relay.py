@@ -13,7 +13,7 @@ import pytest
 
 import outbox
 from connectors.outbox import OutboxSource, OutboxSourceConfig, SeqRanges
-from connectors.outbox import source as relay_module
+from connectors.outbox import _polling as relay_module
 from liberate.errors import PrerequisiteError, RetriableError
 from liberate.records import SourceRecord
 from liberate.serde import RecordSerializer
