@@ -40,22 +40,31 @@ def database_url(settings: DatabaseSettings) -> URL:
     if url.drivername in _DEFAULT_DRIVERS:
         url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
     if url.password is None and url.get_backend_name() != "sqlite":
-        password = _password_from(settings.password_file)
+        password = _password_of(settings)
         if password is not None:
             url = url.set(password=password)
     return url
 
 
-def _password_from(path: Path | None) -> str | None:
-    if path is not None:
-        try:
-            return path.read_text(encoding="utf-8").splitlines()[0].strip()
-        except (OSError, IndexError) as exc:
-            raise ConfigError(
-                f"cannot read password_file {path}: {exc.__class__.__name__}",
-                hint="point password_file at a readable file whose first line is the password",
-            ) from exc
+def _password_of(settings: DatabaseSettings) -> str | None:
+    if settings.password is not None:
+        return settings.password.get_secret_value()
+    if settings.password_file is not None:
+        return read_password_file(settings.password_file, "password_file")
     return os.environ.get("LIBERATE_DB_PASSWORD")
+
+
+def read_password_file(path: Path, key: str) -> str:
+    """The first line of ``path`` without surrounding whitespace (a trailing newline is usual);
+    the error names ``key`` and never the file's content."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        reason = "it is empty" if isinstance(exc, IndexError) else exc.__class__.__name__
+        raise ConfigError(
+            f"cannot read {key} {path}: {reason}",
+            hint=f"point {key} at a readable file whose first line is the password",
+        ) from exc
 
 
 def mask_url(url: str | URL) -> str:
@@ -123,6 +132,16 @@ def _require_sqlite_file(url: URL) -> None:
             hint="check the path in database: (sqlite:///relative.db is relative to the "
             "working directory, sqlite:////absolute/path.db is absolute)",
         )
+
+
+@sa.event.listens_for(sa.Table, "column_reflect")
+def _unescape_mysql_backticks(inspector: Any, _table: sa.Table, column: dict[str, Any]) -> None:
+    # SQLAlchemy reflects MySQL tables by parsing SHOW CREATE TABLE and leaves a backtick in a
+    # column name doubled (`a``b` comes back as a``b), so every later statement names a column
+    # that does not exist. Primary keys and indexes still match: SQLAlchemy pairs them with
+    # the name as parsed, before this listener renames the column.
+    if inspector.dialect.name in ("mysql", "mariadb") and "``" in column["name"]:
+        column["name"] = column["name"].replace("``", "`")
 
 
 def _utc_session(dbapi_connection: Any, _record: Any) -> None:

@@ -5,7 +5,8 @@ Fixtures (the whole surface):
 - ``postgres_server`` (session): a throwaway PostgreSQL 15 cluster with ``wal_level=logical``,
   or the server of ``LIBERATE_TEST_POSTGRES_URL`` when that is set (an admin URL). Has ``url``
   (superuser, ``postgres`` database), ``url_for(db)``, and for fault tests ``restart()``,
-  ``kill()``, ``start()`` (these skip the test against an external server).
+  ``kill()``, ``shutdown()`` (clean, keeps the data), ``start()`` (these skip the test
+  against an external server).
 - ``mysql_server`` (session): a throwaway MariaDB 10.11 with a ROW binlog
   (``binlog_row_image=FULL``, ``binlog_row_metadata=FULL``, ``server_id=1``), or the server of
   ``LIBERATE_TEST_MYSQL_URL``. Same attributes as above.

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from liberate.config.models import KafkaSettings
+from liberate.database import read_password_file
 
 KAFKA_LOG = logging.getLogger("liberate.kafka")
 
@@ -62,6 +63,8 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
     """What every client shares: the brokers, the user's properties, our logger."""
     config: dict[str, Any] = {"client.id": "liberate"}
     config.update(settings.properties)
+    for name, path in settings.property_files.items():
+        config[name] = read_password_file(path, f"streams.kafka.property_files.{name}")
     config["bootstrap.servers"] = settings.bootstrap_servers
     # liberate creates its topics itself, with their partitions and cleanup policy; a broker
     # that creates topics on a metadata request would otherwise create them with its defaults

@@ -72,10 +72,23 @@ def run_checks(config: SqlSinkConfig, engine: Engine) -> list[CheckResult]:
     return results
 
 
+_PG_CAN_STAGE = sa.text("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
+
+
 def _can_create(conn: Connection, config: SqlSinkConfig) -> CheckResult:
     name = "create tables"
     dialect = conn.dialect.name
     schema = config.target_schema
+    inspector = sa.inspect(conn)
+    own_tables = (config.offsets_table, config.parked_table)
+    if not config.auto_create and all(inspector.has_table(t, schema) for t in own_tables):
+        # Nothing to create: a user with DML privileges only is enough (docs/security.md),
+        # plus TEMPORARY on PostgreSQL, where batches are staged in a temporary table.
+        ok = dialect != "postgresql" or bool(conn.execute(_PG_CAN_STAGE).scalar())
+        return CheckResult(
+            name, ok, "nothing to create: the sink's own tables exist" if ok
+            else "may not create the temporary table that stages rows", hint=PRIVILEGE_HINT
+        )
     if dialect == "postgresql":
         allowed = conn.execute(_PG_CAN_CREATE, {"schema": schema}).scalar()
         if allowed is None:

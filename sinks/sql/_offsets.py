@@ -47,7 +47,10 @@ class OffsetStore:
 
     def create(self, conn: Connection) -> None:
         """Create the table unless it exists."""
-        conn.execute(sa.schema.CreateTable(self.table, if_not_exists=True))
+        # Look first: PostgreSQL refuses even CREATE TABLE IF NOT EXISTS of an existing table
+        # to a user without CREATE on the schema, and a sink may run with DML privileges only.
+        if not self.exists(conn):
+            conn.execute(sa.schema.CreateTable(self.table, if_not_exists=True))
 
     def exists(self, conn: Connection) -> bool:
         return sa.inspect(conn).has_table(self.table.name, schema=self.table.schema)
@@ -70,6 +73,10 @@ class OffsetStore:
             TopicPartition(topic, int(partition)): int(next_offset)
             for topic, partition, next_offset in conn.execute(query)
         }
+
+    def delete(self, conn: Connection) -> None:
+        """Remove every row of this sink (it then reads its topics from the beginning)."""
+        conn.execute(sa.delete(self.table).where(self.table.c.sink == self.sink))
 
     def store(self, conn: Connection, offsets: Mapping[TopicPartition, int]) -> None:
         """Upsert the next offset of each partition."""
