@@ -120,3 +120,13 @@ class RecordError(LiberateError):
     def __init__(self, message: str, *, origin: str | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
         self.origin = origin
+
+
+class RecordTooLargeError(FatalError):
+    """A serialized record is larger than the stream backend accepts: the source stops at it
+    (skipping it would lose it). ``index`` is its place in the batch given to the backend, so
+    the caller can name the record by its key."""
+
+    def __init__(self, message: str, *, index: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.index = index

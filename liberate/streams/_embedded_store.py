@@ -179,12 +179,24 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+_NO_SPACE = frozenset({"SQLITE_FULL", "SQLITE_IOERR_WRITE"})
+
+
 def wrap(exc: sqlite3.Error, doing: str) -> LiberateError:
-    """Our error for an SQLite error: a busy lock can be retried, anything else is fatal."""
+    """Our error for an SQLite error: a busy lock or a full disk is retried, anything else is
+    fatal."""
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return RetriableError(
             f"the stream store is locked by another writer (while trying to {doing})",
             hint="another process holds the store's write lock; it is retried",
+        )
+    # A full disk (ENOSPC: SQLITE_FULL) or a file-size quota (EFBIG: SQLITE_IOERR_WRITE) fails
+    # the write; the transaction is rolled back whole, so retrying once space is freed is safe.
+    if getattr(exc, "sqlite_errorname", None) in _NO_SPACE:
+        return RetriableError(
+            f"the stream store cannot write (while trying to {doing}): {exc}",
+            hint="the disk of the stream store is full or a file-size limit is reached: free "
+            "space; it is retried",
         )
     return FatalError(
         f"the stream store failed to {doing}: {exc}",

@@ -15,13 +15,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from liberate.config.models import KafkaSettings
-from liberate.errors import LiberateError, RetriableError
+from liberate.errors import LiberateError, RecordTooLargeError, RetriableError
 from liberate.records import StreamRecord
 from liberate.streams._kafka_config import REQUEST_TIMEOUT_S, producer_config
-from liberate.streams._kafka_errors import UNSUPPORTED, kafka_error_of, wrap_kafka_error
+from liberate.streams._kafka_errors import (
+    UNSUPPORTED,
+    error_code,
+    kafka_error_of,
+    wrap_kafka_error,
+)
 
 log = logging.getLogger("liberate.kafka")
 
@@ -84,7 +89,7 @@ class KafkaWriter:
         self._producer = producer
 
     def write(
-        self, records: Sequence[StreamRecord], offsets: Sequence[tuple[bytes, bytes]]
+        self, records: Sequence[StreamRecord], offsets: Sequence[tuple[bytes, bytes | None]]
     ) -> None:
         """Make ``records`` and the offset records durable (see the module docstring)."""
         self.start()
@@ -127,7 +132,7 @@ class KafkaWriter:
     def _produce(self, producer: Producer, records: Sequence[StreamRecord]) -> None:
         # The hot loop of the backend: one C call per record, the slow path only when full.
         produce = producer.produce
-        for r in records:
+        for index, r in enumerate(records):
             headers = r.headers
             try:
                 produce(
@@ -139,6 +144,10 @@ class KafkaWriter:
                 )
             except BufferError:
                 self._produce_one(producer, r.topic, r.key, r.value, headers, r.timestamp_ms or 0)
+            except KafkaException as exc:
+                if error_code(exc) == KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise _too_large(r, index) from exc
+                raise
 
     def _produce_one(
         self,
@@ -193,7 +202,7 @@ class KafkaWriter:
         self,
         producer: Producer,
         records: Sequence[StreamRecord],
-        offsets: Sequence[tuple[bytes, bytes]],
+        offsets: Sequence[tuple[bytes, bytes | None]],
     ) -> None:
         try:
             self._produce(producer, records)
@@ -225,6 +234,17 @@ class KafkaWriter:
 
     def _wrap(self, exc: BaseException, action: str) -> LiberateError:
         return wrap_kafka_error(exc, action, self.settings.bootstrap_servers)
+
+
+def _too_large(record: StreamRecord, index: int) -> RecordTooLargeError:
+    size = len(record.key or b"") + len(record.value or b"")
+    return RecordTooLargeError(
+        f"Kafka: a record for topic {record.topic} is {size} bytes, more than the producer's "
+        "message.max.bytes",
+        index=index,
+        hint="raise message.max.bytes under streams.kafka.properties (and max.message.bytes of "
+        "the topic, message.max.bytes of the broker), or keep such rows out of the source",
+    )
 
 
 def _close(producer: Producer) -> None:
