@@ -19,9 +19,11 @@ Contenders:
   tuples) into the pre-loaded table, in 5,000-row transactions;
 - MariaDB and SQLite: liberate, next to PyMySQL / sqlite3 ``executemany`` upserts.
 
-``--profile`` runs liberate in this process under cProfile instead, and prints where its time
-goes. Uses ``$LIBERATE_BENCH_POSTGRES_URL`` / ``$LIBERATE_BENCH_MYSQL_URL`` or throwaway
-servers (durable: fsync on).
+Each table is followed by the 1-minute load average at the end of each run (the machine may
+be shared). ``--profile`` runs liberate in this process under cProfile instead (writes in
+the same thread, so the profile sees them), and prints where its time goes. Uses
+``$LIBERATE_BENCH_POSTGRES_URL`` / ``$LIBERATE_BENCH_MYSQL_URL`` or throwaway servers
+(durable: fsync on).
 """
 
 from __future__ import annotations
@@ -224,12 +226,13 @@ def liberate(name: str, workdir: Path, url: str, count: int, batch_size: int) ->
 
 
 def profiled(workdir: Path, url: str, count: int, batch_size: int) -> None:
-    """The sink's task run in this thread (cProfile sees one thread), profiled."""
+    """The sink's task run in this thread, writes included (cProfile sees one thread)."""
     config = load_run_file(run_file(workdir, url, batch_size))
     backend = open_backend(config.streams)
     pipeline = Pipeline(config, backend, once=True)
     [task] = pipeline.sink_tasks
     task.sources_done.set()
+    task.sink.read_ahead = False  # type: ignore[attr-defined]  # writes in this thread too
     profile = cProfile.Profile()
     started = time.perf_counter()
     try:
@@ -337,17 +340,26 @@ def main() -> None:
             url = urls[dialect]
             direct = str(workdir / "target.db") if dialect == "sqlite" else url
             measured: list[Measurement] = []
+            loads: list[str] = []  # the machine may be shared: the load as each run ends
             for _ in range(args.repeat):
                 prepare[dialect]()
                 measured.append(liberate(f"liberate ({dialect} sink)", workdir, url, count,
                                          batch))
+                loads.append(_load(measured[-1]))
                 check(dialect, direct, count)
                 if dialect == "postgresql":
                     measured.append(psql_copy(url, count, workdir))
+                    loads.append(_load(measured[-1]))
                 prepare[dialect]()
                 measured.append(executemany(dialect, direct, count))
+                loads.append(_load(measured[-1]))
             print(f"\n## {dialect}\n")
             print(table(measured, reference=measured[0].name))
+            print("\nload average (1 min) at the end of each run: " + "; ".join(loads))
+
+
+def _load(measurement: Measurement) -> str:
+    return f"{measurement.name}: {os.getloadavg()[0]:.1f}"
 
 
 if __name__ == "__main__":

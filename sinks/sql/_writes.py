@@ -172,12 +172,14 @@ class PostgresCopyWriter(SqlWriter):
     def __init__(self, dialect: Dialect) -> None:
         super().__init__(dialect)
         self._stages: dict[sa.TableClause, sa.Table] = {}
+        self._stage_texts: dict[sa.Table, tuple[str, str]] = {}
         self._merges: dict[tuple[sa.TableClause, str, frozenset[str]], sa.Executable] = {}
         self._stage_count = 0
 
     def reset(self) -> None:
         super().reset()
         self._stages.clear()
+        self._stage_texts.clear()
         self._merges.clear()
 
     def write(
@@ -193,10 +195,21 @@ class PostgresCopyWriter(SqlWriter):
             return
         rows = layout.copy_rows(changes)
         stage = self._stage(layout)
-        conn.execute(sa.schema.CreateTable(stage))
+        create, drop = self._stage_ddl(stage)
+        conn.exec_driver_sql(create)
         self._copy(conn, stage, [f.pg_type for f in layout.copy_fields], rows)
         conn.execute(self._merge(layout, stage, mode, kept))
-        conn.execute(sa.schema.DropTable(stage))
+        conn.exec_driver_sql(drop)
+
+    def _stage_ddl(self, stage: sa.Table) -> tuple[str, str]:
+        """The CREATE and DROP of a staging table, compiled once per table (not per batch)."""
+        ddl = self._stage_texts.get(stage)
+        if ddl is None:
+            ddl = self._stage_texts[stage] = (
+                str(sa.schema.CreateTable(stage).compile(dialect=self._dialect)),
+                str(sa.schema.DropTable(stage).compile(dialect=self._dialect)),
+            )
+        return ddl
 
     def _stage(self, layout: RowLayout) -> sa.Table:
         stage = self._stages.get(layout.table)
