@@ -11,6 +11,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,15 +57,64 @@ def timed(name: str, rows: int, action: Callable[[], object]) -> Measurement:
 
 def timed_child(name: str, rows: int, argv: Sequence[str], env: dict[str, str] | None = None
                 ) -> Measurement:
-    """Run ``argv`` as a child process; its wall time and peak RSS (from wait4)."""
+    """Run ``argv`` as a child process; its wall time and peak RSS.
+
+    The peak RSS is the larger of the child's own (from wait4) and the peak of the memory of
+    the child and its descendants (worker processes) together, sampled every
+    ``_RSS_SAMPLE_S``: the sum of their proportional set sizes (PSS), so pages that forked
+    processes share are counted once, not once per process.
+    """
     start = time.perf_counter()
     process = subprocess.Popen(list(argv), env=env)
-    _, status, usage = os.wait4(process.pid, 0)
+    peak = [0]
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample_tree_rss, args=(process.pid, peak, done))
+    sampler.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        done.set()
+        sampler.join()
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{name}: {' '.join(argv)} exited with {code}")
-    return Measurement(name, rows, seconds, usage.ru_maxrss / 1024)
+    return Measurement(name, rows, seconds, max(usage.ru_maxrss, peak[0]) / 1024)
+
+
+_RSS_SAMPLE_S = 0.2
+
+
+def _sample_tree_rss(root: int, peak: list[int], done: threading.Event) -> None:
+    """Keep ``peak[0]`` at the largest PSS (kB) summed over ``root`` and its descendants."""
+    while not done.wait(_RSS_SAMPLE_S):
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        tree = {root}
+        grew = True
+        while grew:
+            children = {pid for pid, parent in parents.items() if parent in tree} - tree
+            grew = bool(children)
+            tree |= children
+        peak[0] = max(peak[0], sum(_pss_kb(pid) for pid in tree))
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def self_peak_rss_mb() -> float:

@@ -11,6 +11,8 @@ runs as a child process (`liberate run FILE --once`), so its peak RSS is its own
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -57,6 +59,7 @@ sources:
     database: {url}
     tables: [{table}]
     mode: bulk
+    parallelism: {parallelism}
 """
 
 
@@ -85,12 +88,16 @@ def server_side_cursor(url: str) -> int:
     return count
 
 
-def liberate_bulk(url: str, rows: int, workdir: Path, attempt: int) -> Measurement:
+def liberate_bulk(
+    url: str, rows: int, workdir: Path, attempt: int, parallelism: str = "auto"
+) -> Measurement:
     streams = workdir / f"streams-{attempt}.db"
     run_file = workdir / f"bulk-{attempt}.yaml"
-    run_file.write_text(RUN_FILE.format(streams=streams, url=url, table=TABLE))
+    run_file.write_text(
+        RUN_FILE.format(streams=streams, url=url, table=TABLE, parallelism=parallelism)
+    )
     measurement = timed_child(
-        "liberate bulk -> embedded (Avro, durable)",
+        f"liberate bulk -> embedded (Avro, durable, parallelism {parallelism})",
         rows,
         [sys.executable, "-m", "liberate", "run", str(run_file), "--once"],
     )
@@ -101,7 +108,10 @@ def liberate_bulk(url: str, rows: int, workdir: Path, attempt: int) -> Measureme
     if stored != rows:
         raise SystemExit(f"liberate stored {stored} records, expected {rows}")
     for leftover in workdir.glob(f"streams-{attempt}.db*"):
-        leftover.unlink()
+        if leftover.is_dir():  # the run's lock directory
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
     return measurement
 
 
@@ -129,6 +139,12 @@ def main() -> None:
     parser.add_argument(
         "--only-liberate", action="store_true", help="skip the COPY and fetch baselines"
     )
+    parser.add_argument(
+        "--parallelism",
+        default="auto,1",
+        help="comma-separated parallelism settings of the query source to run (default: "
+        "auto,1: the parallel bulk reader and the single-process path)",
+    )
     args = parser.parse_args()
     results: dict[str, list[Measurement]] = {}
     with postgres() as url, tempfile.TemporaryDirectory(prefix="liberate-bench-") as tmp:
@@ -149,17 +165,19 @@ def main() -> None:
                         lambda: server_side_cursor(url),
                     )
                 )
-            runs.append(liberate_bulk(url, args.rows, Path(tmp), attempt))
+            for parallelism in args.parallelism.split(","):
+                runs.append(liberate_bulk(url, args.rows, Path(tmp), attempt, parallelism))
+            load = os.getloadavg()[0]
             for m in runs:
                 rss = f", peak RSS {m.peak_rss_mb:.0f} MB" if m.peak_rss_mb is not None else ""
                 print(
                     f"[{attempt + 1}/{args.repeat}] {m.name}: {m.seconds:.2f} s, "
-                    f"{m.rows_per_s:,.0f} rows/s{rss}",
+                    f"{m.rows_per_s:,.0f} rows/s{rss} (load average {load:.1f})",
                     flush=True,
                 )
                 results.setdefault(m.name, []).append(m)
     best = [min(runs, key=lambda m: m.seconds) for runs in results.values()]
-    print(f"\n{machine()}; best of {args.repeat}\n")
+    print(f"\n{machine()}; best of {args.repeat}; load average now {os.getloadavg()[0]:.1f}\n")
     reference = best[0].name if args.only_liberate else "psycopg 3 server-side cursor fetch"
     print(table(best, reference=reference))
 

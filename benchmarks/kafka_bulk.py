@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from benchmarks._harness import Measurement, machine, postgres, table, timed, timed_child
-from benchmarks.bulk_postgres import TABLE, liberate_bulk, prepare
+from benchmarks.bulk_postgres import TABLE, liberate_bulk, prepare, table_rows
 from liberate.config.models import KafkaSettings
 from liberate.records import StreamRecord
 from liberate.streams.base import SourceOffset
@@ -160,6 +161,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the table if it already holds --rows rows (with an external server)",
+    )
     args = parser.parse_args()
     results: dict[str, list[Measurement]] = {}
     with ExitStack() as stack:
@@ -167,7 +173,8 @@ def main() -> None:
         bootstrap = stack.enter_context(kafka_cluster("LIBERATE_BENCH_KAFKA_BOOTSTRAP")).bootstrap
         registry = stack.enter_context(schema_registry("LIBERATE_BENCH_SCHEMA_REGISTRY_URL"))
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="liberate-bench-")))
-        prepare(url, args.rows)
+        if not (args.reuse and table_rows(url) == args.rows):
+            prepare(url, args.rows)
         for attempt in range(args.repeat):
             embedded = liberate_bulk(url, args.rows, workdir, attempt)
             on_kafka, topic = liberate_kafka(url, bootstrap, registry, args.rows, workdir)
@@ -178,7 +185,14 @@ def main() -> None:
                 BACKEND, args.rows, functools.partial(backend_append, bootstrap, stream)
             )
             del encoded, stream
+            load = os.getloadavg()[0]
             for m in (embedded, on_kafka, backend, bare):
+                rss = f", peak RSS {m.peak_rss_mb:.0f} MB" if m.peak_rss_mb is not None else ""
+                print(
+                    f"[{attempt + 1}/{args.repeat}] {m.name}: {m.seconds:.2f} s, "
+                    f"{m.rows_per_s:,.0f} rows/s{rss} (load average {load:.1f})",
+                    flush=True,
+                )
                 results.setdefault(m.name, []).append(m)
     best = [min(runs, key=lambda m: m.seconds) for runs in results.values()]
     print(f"\n{machine()}; best of {args.repeat}\n")

@@ -8,7 +8,7 @@ thread, and prints the wall time and this thread's CPU time per row of each stag
 ``LIBERATE_BENCH_POSTGRES_URL`` set and ``--reuse``)::
 
     python -m benchmarks.profile_bulk [--url URL] [--limit ROWS] [--batch-size N]
-        [--cprofile 30] [--no-read-ahead]
+        [--cprofile 30] [--no-read-ahead] [--parallelism 1|2|auto]
 
 cProfile charges the overhead of every C call to its caller (the generated record writers
 look several times slower than they are) and, with read-ahead, the polling thread's waits for
@@ -35,11 +35,13 @@ from liberate.serde import RecordSerializer
 
 
 def run(
-    url: str, workdir: Path, limit: int | None, batch_size: int | None
+    url: str, workdir: Path, limit: int | None, batch_size: int | None, parallelism: str = "1"
 ) -> tuple[int, dict[str, list[float]]]:
     """Rows read, and (wall, this thread's CPU) seconds per stage."""
     run_file = workdir / "profile.yaml"
-    text = RUN_FILE.format(streams=workdir / "streams.db", url=url, table=TABLE)
+    text = RUN_FILE.format(
+        streams=workdir / "streams.db", url=url, table=TABLE, parallelism=parallelism
+    )
     if batch_size is not None:
         text += f"    batch_size: {batch_size}\n"
     run_file.write_text(text)
@@ -93,6 +95,12 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("LIBERATE_BENCH_POSTGRES_URL"))
     parser.add_argument("--limit", type=int, default=None, help="stop after about this many rows")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--parallelism",
+        default="1",
+        help="the source's parallelism (default 1: every stage in this thread; with workers, "
+        "'poll' is this process's share: waiting for and unpacking their encoded rows)",
+    )
     parser.add_argument("--cprofile", type=int, default=0, metavar="N")
     parser.add_argument(
         "--no-read-ahead",
@@ -114,7 +122,9 @@ def main() -> None:
         if profiler is not None:
             profiler.enable()
         with _fewer_collections():  # as Pipeline.run does
-            rows, seconds = run(args.url, Path(tmp), args.limit, args.batch_size)
+            rows, seconds = run(
+                args.url, Path(tmp), args.limit, args.batch_size, args.parallelism
+            )
         if profiler is not None:
             profiler.disable()
         wall = time.perf_counter() - wall

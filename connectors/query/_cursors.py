@@ -76,6 +76,69 @@ class BulkCursor(PollingCursor):
         self._after_encoded = self.keys.encode(last)
         return offsets
 
+    # -- key ranges, for the parallel reader (``_parallel_bulk``) ----------------------------
+
+    def boundary_statement(self, after: tuple[Any, ...] | None, skip: int) -> sa.Select[Any]:
+        """The key of the row ``skip`` rows past the first one after ``after`` (none: fewer).
+
+        An index-only range scan of ``skip`` entries, however deep into the table it starts.
+        """
+        query = sa.select(*self.keys.columns).select_from(self.target.from_clause)
+        query = self._not_null(query, self.keys.names)
+        if after is not None:
+            query = query.where(self.keys.after(after))
+        return query.order_by(*self.keys.columns).offset(skip).limit(1)
+
+    def range_statement(
+        self, after: tuple[Any, ...] | None, upto: tuple[Any, ...] | None, limit: int | None
+    ) -> sa.Select[Any]:
+        """The rows with a key after ``after`` and up to ``upto`` (inclusive), in key order."""
+        query = self._not_null(self.build_query(), self.keys.names)
+        if after is not None:
+            query = query.where(self.keys.after(after))
+        if upto is not None:
+            query = query.where(sa.not_(self.keys.after(upto)))
+        query = self.apply_order(query)
+        return query if limit is None else query.limit(limit)
+
+    def offset_keys(self, rows: Sequence[Row]) -> list[Any]:
+        """What ``advance_read`` needs of ``rows``: the key of each, as offsets store it."""
+        simple = self.keys.simple
+        if simple is not None:
+            index = simple[1]
+            return [row[index] for row in rows]
+        encode = self.keys.encode
+        return [encode(row) for row in rows]
+
+    def advance_read(
+        self, keys: Sequence[Any], last: tuple[Any, ...], *, last_of_cycle: bool
+    ) -> list[OffsetMap]:
+        """``advance`` for rows read elsewhere: ``keys`` from ``offset_keys(rows)``, ``last``
+        the key of the last row (as the driver read it)."""
+        if last_of_cycle:
+            self.cycle_done = True
+            self.complete = True
+        if not keys:
+            return []
+        cycle = self.cycle
+        offsets: list[OffsetMap]
+        simple = self.keys.simple
+        if simple is not None:
+            field = simple[0]
+            offsets = [{CYCLE: cycle, COMPLETE: False, field: key} for key in keys]
+            self._after_encoded = [keys[-1]]
+        else:
+            fields = self.keys.fields
+            offsets = []
+            for encoded in keys:
+                offset: OffsetMap = {CYCLE: cycle, COMPLETE: False}
+                offset.update(zip(fields, encoded, strict=True))
+                offsets.append(offset)
+            self._after_encoded = list(keys[-1])
+        offsets[-1][COMPLETE] = last_of_cycle
+        self.after = last
+        return offsets
+
     def position(self) -> PollingOffset:
         key = {}
         if self._after_encoded is not None and not self.complete:

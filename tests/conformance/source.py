@@ -50,7 +50,8 @@ _PRIMITIVES = (str, int, float, bool, type(None))
 
 def default_identity(record: SourceRecord) -> Hashable:
     """A record's identity: its topic and its key as canonical JSON."""
-    return (record.topic, json.dumps(record.key, sort_keys=True, default=str))
+    key = None if record.key is None else dict(record.key)  # any Mapping, not only a dict
+    return (record.topic, json.dumps(key, sort_keys=True, default=str))
 
 
 def drain(source: Source, *, max_polls: int = 10_000) -> list[SourceRecord]:
