@@ -289,6 +289,10 @@ class PostgresCluster:
             time.sleep(0.02)
         self.process = None
 
+    def shutdown(self) -> None:
+        """A clean ("fast") shutdown that keeps the data; ``start()`` brings it back."""
+        self._shutdown(signal.SIGINT)
+
     def _shutdown(self, sig: signal.Signals) -> None:
         if self.process is None:
             return
@@ -448,6 +452,10 @@ class MariaDBServer:
         """SIGKILL mariadbd (a crash); ``start()`` recovers it."""
         self._terminate(signal.SIGKILL)
 
+    def shutdown(self) -> None:
+        """A clean shutdown that keeps the data; ``start()`` brings it back on the same port."""
+        self._terminate(signal.SIGTERM)
+
     def stop(self) -> None:
         """Shut mariadbd down and remove its directory."""
         if self._removed:
@@ -487,6 +495,9 @@ class ExternalServer:
         pytest.skip("fault injection needs a throwaway server, not an external one")
 
     def kill(self) -> None:
+        pytest.skip("fault injection needs a throwaway server, not an external one")
+
+    def shutdown(self) -> None:
         pytest.skip("fault injection needs a throwaway server, not an external one")
 
     def stop(self) -> None:

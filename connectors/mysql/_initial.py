@@ -29,6 +29,7 @@ from connectors.mysql.offsets import (
     key_json,
 )
 from liberate.envelope import change_value
+from liberate.progress import RowProgress, snapshot_progress
 from liberate.records import Primitive, SourceRecord
 from liberate.schema.avro import AvroSchema
 from liberate.schema.tables import TableSchema
@@ -71,6 +72,7 @@ class InitialSnapshot:
         self.chunk_size = chunk_size
         self.partition = partition
         self._conn: Connection | None = None
+        self._bar: RowProgress | None = None
 
     def begin(self) -> SnapshotProgress:
         """Start the consistent read (a new epoch) and return the progress it continues."""
@@ -107,16 +109,22 @@ class InitialSnapshot:
         """The next chunk's records; ``[]`` once every table is read (``progress.done``)."""
         progress = self.progress
         assert progress is not None and self._conn is not None
+        if self._bar is None:
+            self._bar = snapshot_progress(
+                self._conn, str(self.partition.get("server", "mysql")),
+                [t.table for t in self.tables if not progress.tables[t.label].done])
         for table in self.tables:
             state = progress.tables[table.label]
             if state.done:
                 continue
             rows = self._chunk(table, state)
             if rows:
+                self._bar.advance(len(rows))
                 return self._records(table, state, rows, now_ms)
             state.done = True
             log.info("snapshot of %s complete", table.label)
         progress.done = True
+        self._bar.close()
         return []
 
     def _chunk(self, table: SnapshotTable, state: TableProgress) -> list[sa.Row[Any]]:

@@ -16,13 +16,14 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import ClassVar
 
 import pymysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from connectors.mysql._catalog import Catalog, table_names
+from connectors.mysql._catalog import Catalog, read_column_defaults, table_names
 from connectors.mysql._checks import run_checks, source_status
 from connectors.mysql._initial import InitialSnapshot
 from connectors.mysql._replica import (
@@ -48,6 +49,7 @@ from liberate.database import create_engine, database_url, mask_url
 from liberate.errors import FatalError, LiberateError, PrerequisiteError, RetriableError
 from liberate.records import Primitive, SourceRecord
 from liberate.schema.avro import AvroSchema
+from liberate.schema.tables import TopicSchemas
 from liberate.streams.base import partition_key
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ class MySqlSource(Source):
                 catalog = Catalog(
                     self.settings, table_names(self.settings, url.database),
                     collation_encodings(conn),
+                    defaults_reader=partial(read_column_defaults, self._engine),
                 )
                 catalog.reflect(conn)
                 self._target = binlog_end(conn, info)
@@ -287,6 +290,13 @@ class MySqlSource(Source):
             HEARTBEAT_KEY, HEARTBEAT_VALUE, self.partition, offset,
         )
 
+    @property
+    def position(self) -> dict[str, Primitive] | None:
+        """The offset after the last record ``poll`` returned, or where the binlog stream
+        started; None before streaming. A wrapping source (the outbox relay) stores it so that
+        a restart does not begin again at a newer binlog end."""
+        return None if self._returned is None else self._returned.to_map()
+
     def caught_up(self) -> bool:
         if self._finished:
             return True
@@ -317,6 +327,25 @@ class MySqlSource(Source):
             binlog.close()
 
     # -- check and status -----------------------------------------------------------------
+
+    def current_schemas(self) -> list[TopicSchemas]:
+        """The schemas each table would be written with now (``liberate schema check``)."""
+        engine = create_engine(self.settings)
+        url = database_url(self.settings)
+        try:
+            with engine.connect() as conn:
+                catalog = Catalog(
+                    self.settings, table_names(self.settings, url.database),
+                    collation_encodings(conn),
+                )
+                return [
+                    TopicSchemas(t.label, t.topic, t.key_schema, t.value_schema)
+                    for t in catalog.reflect(conn)
+                ]
+        except DBAPIError as exc:
+            raise _database_error(exc, f"reading the tables of {mask_url(url)}") from exc
+        finally:
+            engine.dispose()
 
     def check(self) -> list[CheckResult]:
         return run_checks(self.settings)

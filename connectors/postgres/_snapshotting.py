@@ -26,6 +26,7 @@ from connectors.postgres._messages import heartbeat_record
 from connectors.postgres._tables import CapturedTable
 from connectors.postgres._values import KeyText
 from connectors.postgres.offsets import SnapshotProgress, WalOffset, Watermark
+from liberate.progress import RowProgress, snapshot_progress
 from liberate.records import Primitive, SourceRecord
 
 
@@ -93,6 +94,7 @@ class SnapshotReader:
         self._ahead: tuple[int, Any] | None = None
         self._started = start
         self._exhausted = False
+        self._bar: RowProgress | None = None
 
     def restart(self, start: SnapshotStart) -> None:
         """Read from ``start`` instead (before the first ``poll``)."""
@@ -110,6 +112,9 @@ class SnapshotReader:
         out: list[SourceRecord] = []
         if self.done:
             return out
+        if self._bar is None:
+            self._bar = snapshot_progress(self.conn, self.source_name,
+                                          [t.table for t in self.tables[self._started.index:]])
         if self._started.truncate_first:
             out.append(self._truncate_event(self._started.index))
             self._started = SnapshotStart(self._started.index, None)
@@ -127,6 +132,9 @@ class SnapshotReader:
                 out.append(heartbeat_record(self.heartbeat_topic, self.source_name,
                                             self.partition, self.end_offset().to_map()))
         self._emitted = self._emitted or bool(out)
+        self._bar.advance(len(out))
+        if self.done:
+            self._bar.close()
         return out
 
     # -- rows ------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from liberate.connector import CheckResult, ConnectorStatus, Source
 from liberate.database import database_url, mask_url
 from liberate.errors import FatalError, PrerequisiteError, RetriableError
 from liberate.records import Primitive, SourceRecord
+from liberate.schema.tables import TopicSchemas
 from liberate.streams.base import SourceOffset, partition_key
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,27 @@ class PostgresSource(Source):
 
     def status(self, offsets: Mapping[str, Mapping[str, Primitive]]) -> ConnectorStatus:
         return slot_status(self.settings, offsets)
+
+    def current_schemas(self) -> list[TopicSchemas]:
+        """The schemas each table would be written with now (``liberate schema check``)."""
+        engine = open_engine(self.settings)
+
+        def read() -> list[TopicSchemas]:
+            with engine.connect() as conn:
+                facts = catalog.server_facts(conn)
+                tables = TableSet.load(conn, self.settings, facts.database)
+                found: list[TopicSchemas] = []
+                for name in tables.names:
+                    table = tables.captured(catalog.reflect_table(conn, *split_name(name)))
+                    found.append(
+                        TopicSchemas(name, table.topic, table.key_schema, table.value_schema)
+                    )
+                return found
+
+        try:
+            return self._guard("reading the tables", read)
+        finally:
+            engine.dispose()
 
     # -- the pieces of open --------------------------------------------------------------------
 

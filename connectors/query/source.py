@@ -30,6 +30,7 @@ thread while the runtime delivers the batch (``_read_ahead``), and that poll mak
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -45,6 +46,8 @@ from sqlalchemy.exc import DBAPIError
 from connectors.query._cancel import QueryCanceller
 from connectors.query._checks import backlog, check_target, warn_unordered_rows
 from connectors.query._engine import database_error, open_engine
+from connectors.query._parallel_bulk import ParallelBulkReader
+from connectors.query._progress import cycle_progress, is_load
 from connectors.query._read_ahead import ReadAhead
 from connectors.query._readers import Reader, build_readers, target_resolvers
 from connectors.query.config import QueryMode, QuerySourceConfig
@@ -52,7 +55,9 @@ from liberate.config.base import SourceConfig
 from liberate.connector import CheckResult, ConnectorStatus, Source
 from liberate.database import database_url, mask_url
 from liberate.errors import LiberateError
+from liberate.progress import RowProgress
 from liberate.records import Primitive, SourceRecord
+from liberate.schema.tables import TopicSchemas
 from liberate.streams.base import partition_key
 
 NULL_CHECK_INTERVAL_S = 300.0
@@ -69,8 +74,12 @@ class _Started:
     doing: str
 
     def close(self) -> None:
-        self.result.close()
-        self.conn.close()
+        # A connection lost during the query fails its rollback here too: the query already
+        # raised (or its rows are read), and the next query reports and retries the loss.
+        with contextlib.suppress(DBAPIError):
+            self.result.close()
+        with contextlib.suppress(DBAPIError):
+            self.conn.close()
 
 
 class QuerySource(Source):
@@ -98,6 +107,10 @@ class QuerySource(Source):
         self._null_checked_at = 0.0
         self._opened_before = False
         self._ahead: ReadAhead[_Started] = ReadAhead(config.name, _Started.close)
+        self._parallel: ParallelBulkReader | None = None
+        self._progress: RowProgress | None = None
+        self._cycle_starts = False
+        self._initial = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -117,19 +130,44 @@ class QuerySource(Source):
             engine.dispose()
             raise
         self._engine, self._url, self._readers = engine, url, readers
+        self._parallel = self._parallel_reader(engine)
         self._opened_before = True
         self._cycle_open = True
         self._next = 0
         self._caught_up = False
         self._null_checked_at = time.monotonic()
+        self._cycle_starts, self._initial = True, not offsets
 
     def poll(self) -> list[SourceRecord]:
+        starting = self._cycle_starts or not self._cycle_open
+        self._cycle_starts = False
         try:
-            return self._poll()
+            records = self._poll()
         except LiberateError:
             if self._stop.is_set():
                 return []  # the query was interrupted by stop()
             raise
+        self._track_progress(starting, records)
+        return records
+
+    def _track_progress(self, starting: bool, records: list[SourceRecord]) -> None:
+        """Feed the progress of a load (bulk cycles, the initial cycle): ``liberate.progress``."""
+        initial = self._initial
+        if starting:
+            self._initial = False
+        if starting and records and self._engine is not None \
+                and is_load(self.settings, initial=initial):
+            try:
+                with self._engine.connect() as conn:
+                    self._progress = cycle_progress(conn, self.settings, self._readers,
+                                                    initial=initial)
+            except DBAPIError:
+                self._progress = None  # a progress bar is not worth failing a poll for
+        if self._progress is not None:
+            self._progress.advance(len(records))
+            if not records:
+                self._progress.close()
+                self._progress = None
 
     def _poll(self) -> list[SourceRecord]:
         engine, url = self._engine, self._url
@@ -146,6 +184,17 @@ class QuerySource(Source):
             self._next = (self._next + 1) % len(self._readers)
             if reader.cursor.cycle_done:
                 continue
+            if self._parallel is not None:
+                run = functools.partial(self._query, engine, url, reader.target.label)
+                made = self._parallel.records(reader, run, batch)
+                if made is not None:
+                    self._ahead.discard()  # a query run ahead for this reader is stale now
+                if self._stop.is_set():
+                    return []
+                if made:
+                    return made
+                if made is not None:
+                    continue  # the workers read this reader's cycle to its end
             rows = self._rows(engine, url, reader, batch)
             more = len(rows) > batch
             if more:
@@ -172,6 +221,8 @@ class QuerySource(Source):
         count = len(self._readers)
         for step in range(count):
             reader = self._readers[(self._next + step) % count]
+            if self._parallel is not None and self._parallel.handles(reader):
+                return  # its next batch is being read by the workers
             if not reader.cursor.cycle_done:
                 # The cursor does not move until that poll: its query is the one built now.
                 statement = reader.cursor.statement(batch + 1)
@@ -198,6 +249,23 @@ class QuerySource(Source):
                 raise database_error(exc, doing=doing, url=url) from exc
             raise
 
+    def _query(self, engine: Engine, url: URL, label: str, statement: sa.Select[Any]) -> Rows:
+        return self._end_query(self._start_query(engine, url, label, statement), url)
+
+    def _parallel_reader(self, engine: Engine) -> ParallelBulkReader | None:
+        """The parallel bulk reader, where it may be used (see ``_parallel_bulk``)."""
+        settings = self.settings
+        processes = settings.bulk_processes()
+        if (
+            processes < 2
+            or settings.mode != QueryMode.BULK
+            or settings.envelope != "entity"
+            or settings.query is not None
+            or engine.dialect.name == "sqlite"
+        ):
+            return None
+        return ParallelBulkReader(settings, processes, self._stop)
+
     def _end_query(self, started: _Started, url: URL) -> Rows:
         try:
             return started.result.all()
@@ -220,6 +288,12 @@ class QuerySource(Source):
 
     def close(self) -> None:
         self._ahead.close()
+        bar, self._progress = self._progress, None
+        if bar is not None:
+            bar.close()
+        parallel, self._parallel = self._parallel, None
+        if parallel is not None:
+            parallel.close()
         engine, self._engine = self._engine, None
         self._readers = []
         if engine is not None:
@@ -245,6 +319,20 @@ class QuerySource(Source):
         finally:
             engine.dispose()
         return results
+
+    def current_schemas(self) -> list[TopicSchemas]:
+        """The schemas each table would be written with now (``liberate schema check``)."""
+        url = database_url(self.settings)
+        engine = open_engine(self.settings)
+        try:
+            with self._connection(engine, url, doing="reading the tables", at_open=True) as conn:
+                return [
+                    TopicSchemas(reader.target.label, reader.target.topic,
+                                 reader.records.key_schema, reader.records.value_schema)
+                    for reader in build_readers(conn, self.settings, url, {})
+                ]
+        finally:
+            engine.dispose()
 
     def status(self, offsets: Mapping[str, Mapping[str, Primitive]]) -> ConnectorStatus:
         """Stored positions, and how far behind the database each one is now."""

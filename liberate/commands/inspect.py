@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from liberate.config.base import SourceConfig
+from liberate.config.base import SinkConfig, SourceConfig
 from liberate.config.loader import load_run_file
 from liberate.errors import ConfigError, LiberateError
 from liberate.jsonout import header_text, timestamp_text, to_json
-from liberate.records import TopicPartition
+from liberate.lag import lag_measures, sink_lag, source_status
 from liberate.runtime import open_backend
-from liberate.runtime.pipeline import build_source
+from liberate.runtime.pipeline import build_sink
 from liberate.serde import RecordDeserializer
 
 
@@ -102,75 +101,151 @@ def raise_unknown_topic(topic: str, known: list[str]) -> None:
 
 
 def status(path: str, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
-    """Position of every source, lag of every sink, size of every topic."""
+    """Per source its position, lag and state; per sink its lag per topic; topic sizes.
+
+    Sources measure their lag by connecting briefly (``Source.status``); a database that
+    cannot be reached shows as the source's state, and the others are still reported.
+    """
     config = load_run_file(path)
     backend = open_backend(config.streams)
     try:
         infos = backend.topics()
-        ends = {TopicPartition(i.name, p): end for i in infos for p, end in i.end_offsets.items()}
-        sources: list[dict[str, Any]] = []
-        for source in config.sources:
-            offsets = backend.source_offsets(source.name)
-            positions = {k: dict(v) for k, v in offsets.items()}
-            sources.append({"name": source.name, "positions": positions,
-                            **_live_status(source, offsets)})
-        sinks: list[dict[str, Any]] = []
-        for sink in config.sinks:
-            committed = backend.group_offsets(sink.name)
-            lag = {
-                f"{tp.topic}[{tp.partition}]": max(0, end - committed.get(tp, 0))
-                for tp, end in sorted(ends.items(), key=lambda kv: (kv[0].topic, kv[0].partition))
-                if _sink_reads(sink.topics, sink.topics_regex, tp.topic)
-            }
-            sinks.append({"name": sink.name, "lag": lag})
+        sources = [_source_report(cfg, backend.source_offsets(cfg.name))
+                   for cfg in config.sources]
+        sinks = [_sink_report(cfg, sink_lag(cfg, backend, infos)) for cfg in config.sinks]
     finally:
         backend.close()
     report: dict[str, Any] = {
         "backend": config.streams.backend,
         "sources": sources,
         "sinks": sinks,
-        "topics": {i.name: i.records for i in infos},
+        "topics": [
+            {"name": i.name, "partitions": i.partitions, "records": i.records,
+             "bytes": i.bytes, "end_offsets": {str(p): e for p, e in i.end_offsets.items()}}
+            for i in sorted(infos, key=lambda i: i.name)
+        ],
         "checked_at": timestamp_text(int(time.time() * 1000)),
     }
     if as_json:
         print(json.dumps(report, indent=2), file=out)
     else:
-        _print_status(report, out)
+        print_status(report, out)
     return 0
 
 
-def _live_status(config: SourceConfig, offsets: Mapping[str, Any]) -> dict[str, Any]:
-    """What the source itself reports (lag, state), connecting briefly; an error is shown."""
+def _source_report(config: SourceConfig, offsets: Mapping[str, Any]) -> dict[str, Any]:
+    live = source_status(config, offsets)
+    return {
+        "name": config.name,
+        "connector": config.connector,
+        "state": live.state,
+        "position": to_json(dict(live.position)),
+        "lag": to_json(dict(live.lag)),
+        "lag_measures": [{"partition": p, "measure": m, "value": v}
+                         for p, m, v in lag_measures(live.lag)],
+    }
+
+
+def _sink_report(config: SinkConfig, lag: dict[str, int]) -> dict[str, Any]:
     try:
-        live = build_source(config).status(offsets)
+        state = build_sink(config).status().state
     except LiberateError as exc:
-        return {"state": "unavailable", "error": exc.message}
-    return {"state": live.state, "lag": to_json(dict(live.lag))}
+        state = f"unavailable: {exc.message}"
+    return {"name": config.name, "connector": config.connector, "state": state,
+            "lag": lag, "lag_total": sum(lag.values())}
 
 
-def _sink_reads(topics: list[str], regex: str | None, topic: str) -> bool:
-    if topic in topics:
-        return True
-    return regex is not None and re.fullmatch(regex, topic) is not None
-
-
-def _print_status(report: dict[str, Any], out: TextIO) -> None:
-    print(f"backend: {report['backend']}", file=out)
+def print_status(report: Mapping[str, Any], out: TextIO) -> None:
+    """The report as tables: sources, sinks (one row per topic), topics."""
+    print(f"backend: {report['backend']}   checked at {report['checked_at']}", file=out)
+    rows: list[tuple[str, ...]] = []
     for source in report["sources"]:
-        print(f"source {source['name']}:", file=out)
-        print(f"  state: {source['state']}", file=out)
-        if source.get("error"):
-            print(f"  error: {source['error']}", file=out)
-        for name, value in (source.get("lag") or {}).items():
-            print(f"  lag {name}: {json.dumps(value)}", file=out)
-        if not source["positions"]:
-            print("  no stored position yet", file=out)
-        for partition, offset in source["positions"].items():
-            print(f"  {partition}: {json.dumps(offset)}", file=out)
+        for index, (partition, position, lag) in enumerate(_by_partition(source)):
+            first = index == 0
+            rows.append((source["name"] if first else "", source["connector"] if first else "",
+                         source["state"] if first else "", partition, position, lag))
+    _table(("SOURCE", "CONNECTOR", "STATE", "PARTITION", "POSITION", "LAG"), rows, out)
+    sink_rows: list[tuple[str, ...]] = []
     for sink in report["sinks"]:
-        total = sum(sink["lag"].values())
-        print(f"sink {sink['name']}: lag {total} record(s)", file=out)
-        for tp, lag in sink["lag"].items():
-            print(f"  {tp}: {lag}", file=out)
-    for topic, count in report["topics"].items():
-        print(f"topic {topic}: {count} record(s)", file=out)
+        topics = sink["lag"] or {"-": 0}
+        for index, (topic, lag) in enumerate(topics.items()):
+            first = index == 0
+            sink_rows.append((sink["name"] if first else "", sink["state"] if first else "",
+                              topic, str(lag)))
+    _table(("SINK", "STATE", "TOPIC", "LAG (RECORDS)"), sink_rows, out)
+    topic_rows = [(t["name"], str(t["partitions"]), str(t["records"]),
+                   "-" if t["bytes"] is None else _size(t["bytes"])) for t in report["topics"]]
+    _table(("TOPIC", "PARTITIONS", "RECORDS", "BYTES"), topic_rows, out)
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]], out: TextIO) -> None:
+    if not rows:
+        return
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    print(file=out)
+    for row in (header, *rows):
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]
+        print("  ".join(cells).rstrip(), file=out)
+
+
+def _by_partition(source: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(partition, position, lag)`` texts, one per source partition (CDC sources: one)."""
+    position: Mapping[str, Any] = source["position"]
+    nested = any(isinstance(v, Mapping) for v in position.values())
+    keys = list(position) if nested else [""]
+    for measure in source["lag_measures"]:
+        if measure["partition"] not in keys:
+            keys.append(measure["partition"])
+    rows = []
+    for key in keys:
+        here = position.get(key, {}) if nested else position
+        fields = " ".join(f"{k}={_short(v)}" for k, v in here.items()) or "none yet"
+        lags = [m for m in source["lag_measures"] if m["partition"] == key]
+        lag = ", ".join(_measure_text(m["measure"], m["value"]) for m in lags)
+        if source["lag"].get("gtids_caught_up") is False and not key:
+            lag += ", GTIDs behind"
+        if not lag:
+            lag = str(source["lag"]["error"]) if "error" in source["lag"] else "-"
+        rows.append((_partition_label(key) or "-", fields, lag))
+    return rows
+
+
+_BYTES_TEXT = {
+    "stored_behind_bytes": "WAL {} behind",
+    "slot_lag_bytes": "slot {} unconfirmed",
+    "slot_retained_bytes": "slot retains {}",
+    "bytes_behind": "binlog {} behind",
+}
+
+
+def _measure_text(measure: str, value: float) -> str:
+    if measure == "behind_s":
+        return f"newest row {value:g}s old"
+    if measure in ("rows_behind", "rows"):
+        return f"{value:g} rows behind"
+    return _BYTES_TEXT.get(measure, measure + " {}").format(_size(int(value)))
+
+
+def _partition_label(key: str) -> str:
+    """A source partition key (JSON of the partition map) as its values, e.g. ``orders``."""
+    try:
+        partition = json.loads(key)
+    except ValueError:
+        return key
+    if isinstance(partition, dict):
+        return ".".join(str(v) for v in partition.values())
+    return key
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"

@@ -1,4 +1,10 @@
-"""``liberate run FILE [--once]``: run every source and sink of a run file."""
+"""``liberate run FILE [--once] [--only NAME ...]``: run the sources and sinks of a run file.
+
+Each connector runs isolated (see ``liberate.runtime.pipeline``). While it runs, the process
+holds the connector's advisory lock (``liberate.runtime.locks``), which ``liberate offsets
+reset`` checks. SIGTERM/SIGINT finish the batches in flight, commit and exit 0, within the
+pipeline's shutdown timeout.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,36 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TextIO
 
 from liberate.config.loader import load_run_file
+from liberate.config.models import RunConfig
 from liberate.errors import FatalError
-from liberate.runtime import Pipeline, RunReport, open_backend
+from liberate.metrics import MetricsServer
+from liberate.runtime import Pipeline, RunReport, locks, open_backend, select_connectors
 
 log = logging.getLogger("liberate")
 
 
-def run(path: str, *, once: bool, out: TextIO = sys.stdout) -> int:
-    """Run until SIGINT/SIGTERM (or, with ``once``, until caught up). Returns the exit code."""
-    config = load_run_file(path)
+def run(
+    path: str, *, once: bool, only: Sequence[str] = (), out: TextIO = sys.stdout,
+    metrics_port: int | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM (or, with ``once``, until caught up). Returns the exit code.
+
+    ``only``: the names of the sources and sinks to run (all when empty). ``metrics_port``:
+    serve Prometheus metrics there while running (``liberate.metrics``).
+    """
+    config = select_connectors(load_run_file(path), only)
+    connectors: list[tuple[locks.Kind, str]] = [("source", c.name) for c in config.sources]
+    connectors += [("sink", c.name) for c in config.sinks]
+    with locks.running(config.streams, connectors):
+        return _run(config, once=once, out=out, metrics_port=metrics_port)
+
+
+def _run(config: RunConfig, *, once: bool, out: TextIO, metrics_port: int | None = None) -> int:
     backend = open_backend(config.streams)
     try:
         pipeline = Pipeline(config, backend, once=once)
@@ -30,11 +52,15 @@ def run(path: str, *, once: bool, out: TextIO = sys.stdout) -> int:
             config.streams.backend,
             backend.guarantee,
         )
+        metrics = MetricsServer(metrics_port, config, backend) if metrics_port is not None \
+            else None
         restore = _install_signal_handlers(pipeline)
         try:
             report = pipeline.run()
         finally:
             restore()
+            if metrics is not None:
+                metrics.close()
     finally:
         backend.close()
     print_report(report, out)

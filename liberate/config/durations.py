@@ -46,19 +46,24 @@ Duration = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """When a polling source runs again: every ``interval``, or at the times of ``cron``."""
+    """When a polling source runs again: every ``interval``, or at the times of ``cron``.
+
+    Both are APScheduler triggers (``trigger``); ``liberate.runtime._schedule.ScheduleClock``
+    runs them with APScheduler's ``max_instances=1, coalesce=True`` semantics.
+    """
 
     text: str
     interval: dt.timedelta | None = None
     cron: Any = None
 
-    def seconds_until_next(self, now: dt.datetime | None = None) -> float:
-        """Seconds from ``now`` to the next run."""
-        if self.interval is not None:
-            return self.interval.total_seconds()
-        now = now or dt.datetime.now(dt.UTC)
-        fire: dt.datetime = self.cron.get_next_fire_time(None, now)
-        return max(0.0, (fire - now).total_seconds())
+    def trigger(self, start: dt.datetime) -> Any:
+        """The APScheduler trigger of this schedule; an interval counts from ``start``."""
+        if self.interval is None:
+            return self.cron
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        return IntervalTrigger(seconds=self.interval.total_seconds(), start_date=start,
+                               timezone=dt.UTC)
 
 
 def parse_schedule(value: Any) -> Schedule:

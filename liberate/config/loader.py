@@ -18,6 +18,7 @@ from liberate.config._yaml import format_path, interpolate, line_of, parse_yaml
 from liberate.config.base import SinkConfig, SourceConfig
 from liberate.config.models import RunConfig, StreamsConfig
 from liberate.errors import ConfigError, ConfigIssue
+from liberate.logs import protect_secrets
 
 TOP_LEVEL_KEYS = ("streams", "sources", "sinks")
 
@@ -33,7 +34,9 @@ def load_run_file(path: str | Path, environ: Mapping[str, str] | None = None) ->
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read run file {file}: {exc}") from exc
-    return parse_run_file(text, file, environ)
+    config = parse_run_file(text, file, environ)
+    protect_secrets(config)  # no log line of this process shows them from now on
+    return config
 
 
 def parse_run_file(

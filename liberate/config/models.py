@@ -9,6 +9,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from liberate.config.base import SinkConfig, SourceConfig, StrictModel
+from liberate.schema.compatibility import SubjectLevels
 from liberate.schema.registry import CompatibilityLevel
 
 SubjectNameStrategy = Literal["topic", "record", "topic_record"]
@@ -38,6 +39,11 @@ class KafkaSettings(StrictModel):
         repr=False,  # may hold sasl.password and the like: never in a repr or a log line
         description="librdkafka properties for every client (security.protocol, sasl.*, ssl.*,"
         " compression.type, ...); values are never logged",
+    )
+    property_files: dict[str, Path] = Field(
+        default_factory=dict,
+        description="librdkafka properties whose value is the first line of a file, for secrets"
+        " kept out of the run file (e.g. sasl.password: /run/secrets/kafka-password)",
     )
     partitions: int = Field(default=1, ge=1, description="Partitions of topics liberate creates")
     replication_factor: int = Field(
@@ -80,6 +86,22 @@ class KafkaSettings(StrictModel):
             raise ValueError("; ".join(problems))
         return value
 
+    @model_validator(mode="after")
+    def _property_files_are_separate(self) -> Self:
+        problems = [
+            f"{key!r} is managed by liberate ({why})"
+            for key, why in MANAGED_KAFKA_PROPERTIES.items()
+            if key in self.property_files
+        ]
+        problems += [
+            f"{key!r} is in both properties and property_files; keep one"
+            for key in self.property_files
+            if key in self.properties
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def masked_properties(self) -> dict[str, KafkaPropertyValue]:
         """``properties`` with secret values replaced by ``***``: safe to print or log."""
         return {k: "***" if is_secret_property(k) else v for k, v in self.properties.items()}
@@ -98,7 +120,18 @@ class BasicAuth(StrictModel):
     """HTTP basic authentication for a schema registry."""
 
     user: str = Field(min_length=1, description="User name (or API key)")
-    password: SecretStr = Field(description="Password (or API secret)")
+    password: SecretStr | None = Field(
+        default=None, description="Password (or API secret), usually ${VAR}"
+    )
+    password_file: Path | None = Field(
+        default=None, description="File whose first line is the password (or API secret)"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_password(self) -> Self:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password and password_file")
+        return self
 
 
 class SchemaRegistrySettings(StrictModel):
@@ -141,6 +174,12 @@ class StreamsConfig(StrictModel):
         default="BACKWARD",
         description="Default schema compatibility level for new subjects",
     )
+    compatibility_per_subject: dict[str, CompatibilityLevel] = Field(
+        default_factory=dict,
+        description="Compatibility level per subject: a subject name or a glob (*, ?, [...])"
+        " -> level, e.g. {'shop.orders-value': FULL, 'shop.audit.*': NONE}; an exact name"
+        " wins over globs, the first matching glob over later ones (docs/schemas.md)",
+    )
     subject_name_strategy: SubjectNameStrategy = Field(
         default="topic",
         description="Subject names: topic (<topic>-key/-value), record, or topic_record",
@@ -152,6 +191,19 @@ class StreamsConfig(StrictModel):
         default=None,
         description="Confluent-compatible schema registry (required with backend: kafka)",
     )
+
+    @field_validator("compatibility_per_subject")
+    @classmethod
+    def _subjects_are_named(
+        cls, value: dict[str, CompatibilityLevel]
+    ) -> dict[str, CompatibilityLevel]:
+        if any(not subject.strip() for subject in value):
+            raise ValueError("a subject name or glob cannot be empty")
+        return value
+
+    def subject_levels(self) -> SubjectLevels:
+        """The compatibility levels this file sets, as the registries apply them."""
+        return SubjectLevels(self.compatibility, dict(self.compatibility_per_subject))
 
     @model_validator(mode="after")
     def _kafka_backend_has_what_it_needs(self) -> Self:

@@ -1,5 +1,6 @@
 """The runtime: pulls sources, makes their records durable, feeds sinks, in the commit order."""
 
-from liberate.runtime.pipeline import Pipeline, RunReport, open_backend
+from liberate.runtime import locks
+from liberate.runtime.pipeline import Pipeline, RunReport, open_backend, select_connectors
 
-__all__ = ["Pipeline", "RunReport", "open_backend"]
+__all__ = ["Pipeline", "RunReport", "locks", "open_backend", "select_connectors"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from liberate.errors import LiberateError, RetriableError
+from liberate.metrics import METRICS
 from liberate.runtime._stats import ConnectorStats
 
 log = logging.getLogger("liberate.runtime")
@@ -47,25 +48,40 @@ def supervise(
     """Run ``attempt`` until it returns, retrying ``RetriableError`` with backoff.
 
     A classified error (or ``max_retries`` consecutive retriable ones) ends the task with the
-    message in ``stats.error``; an unclassified exception is a bug, logged with its traceback.
-    ``attempt`` gets the backoff so it can ``reset`` it after progress.
+    message in ``stats.error`` and ``stats.state`` failed, logged as an error; an unclassified
+    exception is a bug, logged with its traceback. ``attempt`` gets the backoff so it can
+    ``reset`` it after progress. Only this task ends: what the run does next is the
+    pipeline's decision (the connector's ``on_failure``).
     """
     backoff = Backoff()
     while not stop.is_set():
+        stats.state = "running"
         try:
             attempt(backoff)
+            stats.state = "stopped"
             return
         except RetriableError as exc:
+            METRICS.error(stats.name, "retriable")
+            stats.retries = backoff.attempts + 1
             if max_retries is not None and backoff.attempts >= max_retries:
-                stats.error = f"{label}: {exc} (gave up after retries)"
+                _failed(stats, f"{label}: {exc} (gave up after {backoff.attempts} retries)")
                 return
-            log.warning("%s: %s; retrying", label, exc)
+            stats.state = "retrying"
+            log.warning("%s: %s; retry %d in a moment", label, exc, stats.retries)
             if backoff.wait(stop):
-                return
+                break
         except LiberateError as exc:
-            stats.error = f"{label}: {exc}"
+            _failed(stats, f"{label}: {exc}")
             return
-        except Exception as exc:  # an unclassified error is a bug: report it, stop the run
+        except Exception as exc:  # an unclassified error is a bug: report it with its trace
             log.exception("%s failed unexpectedly", label)
-            stats.error = f"{label}: unexpected {exc!r}"
+            _failed(stats, f"{label}: unexpected {exc!r}")
             return
+    stats.state = "stopped"
+
+
+def _failed(stats: ConnectorStats, message: str) -> None:
+    stats.error = message
+    stats.state = "failed"
+    METRICS.error(stats.name, "fatal")
+    log.error("%s", message)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from operator import attrgetter
 
 from liberate.connector import Sink
 from liberate.errors import LiberateError, RecordError, RetriableError
+from liberate.metrics import METRICS
 from liberate.records import ConsumedRecord, Headers, SinkRecord, StreamRecord, TopicPartition
 from liberate.runtime._retry import Backoff, supervise
 from liberate.runtime._stats import ConnectorStats
@@ -26,6 +29,7 @@ from liberate.schema.avro import schema_id_of
 from liberate.schema.registry import SchemaRegistry
 from liberate.serde import RecordDeserializer
 from liberate.streams.base import StreamBackend, StreamConsumer
+from liberate.verify.routes import consumes
 
 log = logging.getLogger("liberate.runtime")
 
@@ -34,6 +38,9 @@ POLL_TIMEOUT_S = 0.2
 RECORD_ERROR = "liberate.error"
 
 _Coordinates = tuple[str, int, int]
+_PARTITION = attrgetter("topic", "partition")
+_OFFSET = attrgetter("offset")
+_TOPIC = attrgetter("topic")
 
 
 class SinkContext:
@@ -205,15 +212,16 @@ class SinkTask:
         """Write one batch (on the writer's thread when reading ahead)."""
         if self._context is not None:
             self._context.begin(batch)
+        started = time.perf_counter()
         self.sink.write(records)
+        METRICS.sink_batch(self.sink.name, records, time.perf_counter() - started)
 
     def _committed(self, consumer: StreamConsumer, batch: list[ConsumedRecord]) -> None:
         """Commit the group offsets past a written batch (for status and lag only)."""
-        next_offsets: dict[TopicPartition, int] = {}
-        for record in batch:
-            next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        consumer.commit(next_offsets)
-        self.stats.add(Counter(r.topic for r in batch))
+        # The last offset of each partition wins; built without a Python loop per record.
+        last = dict(zip(map(_PARTITION, batch), map(_OFFSET, batch), strict=True))
+        consumer.commit({TopicPartition(*tp): offset + 1 for tp, offset in last.items()})
+        self.stats.add(Counter(map(_TOPIC, batch)))
 
     def _decoded(self, batch: list[ConsumedRecord]) -> list[SinkRecord]:
         try:
@@ -256,10 +264,16 @@ class SinkTask:
             for info in self.backend.topics()
             for partition, end in info.end_offsets.items()
         }
+        if not assigned:
+            # Not assigned yet, as when a Kafka group waits out the session of a killed
+            # member: caught up only if no topic this sink reads holds a record.
+            return not any(end > 0 for tp, end in ends.items()
+                           if consumes(self.sink.config, tp.topic))
         for tp in assigned:
-            end = ends.get(tp, 0)
+            if tp not in ends:
+                return False  # the backend did not describe it this time: its end is unknown
             at = max(committed.get(tp, 0), positions.get(tp, 0))
-            if end > 0 and at < end:
+            if ends[tp] > 0 and at < ends[tp]:
                 return False
         return True
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 
 from liberate.config.durations import Schedule
 from liberate.connector import Source
-from liberate.errors import RetriableError
+from liberate.errors import RecordTooLargeError, RetriableError
+from liberate.metrics import METRICS
 from liberate.records import SourceRecord
-from liberate.runtime._retry import supervise
+from liberate.runtime._retry import Backoff, supervise
+from liberate.runtime._schedule import ScheduleClock
 from liberate.runtime._stats import ConnectorStats
 from liberate.serde import RecordSerializer
 from liberate.streams.base import SourceOffset, StreamBackend, partition_key
@@ -47,6 +50,7 @@ class SourceTask:
         self.stop = stop
         self.once = once
         self.schedule = schedule
+        self.clock = ScheduleClock(source.name, schedule) if schedule is not None else None
         self.max_retries = max_retries
         self.stats = ConnectorStats(source.name)
         self._known_topics: set[str] = set()
@@ -55,19 +59,26 @@ class SourceTask:
         """Thread target: loop with retries; records a fatal error in ``stats.error``."""
         supervise(
             f"source {self.source.name}",
-            lambda _backoff: self._run_once(),
+            self._run_once,
             stop=self.stop,
             max_retries=self.max_retries,
             stats=self.stats,
         )
 
-    def _run_once(self) -> None:
+    def _run_once(self, backoff: Backoff) -> None:
         self.source.open(self.backend.source_offsets(self.source.name))
         try:
             while not self.stop.is_set():
+                polled_at = time.perf_counter()
                 records = self.source.poll()
                 if records:
                     self._deliver(records)
+                # Retries count consecutive failures, not a lifetime's: progress is a poll
+                # whose records are durable (a poll that then fails to append is no progress).
+                backoff.reset()
+                if records:
+                    METRICS.source_batch(self.source.name, self.source.config.connector,
+                                         records, time.perf_counter() - polled_at)
                     continue
                 if self.once and self.source.caught_up():
                     return
@@ -76,9 +87,9 @@ class SourceTask:
             self.source.close()
 
     def _idle_seconds(self) -> float:
-        if self.schedule is None:
+        if self.clock is None:
             return IDLE_WAIT_S
-        return self.schedule.seconds_until_next()
+        return self.clock.seconds_until_next_cycle()
 
     def _deliver(self, records: Sequence[SourceRecord]) -> None:
         for topic in {r.topic for r in records} - self._known_topics:
@@ -86,7 +97,14 @@ class SourceTask:
             self._known_topics.add(topic)
         stream_records = self.serializer.serialize(records)
         offsets = _last_offsets(self.source.name, records)
-        self.backend.append(stream_records, offsets)
+        try:
+            self.backend.append(stream_records, offsets)
+        except RecordTooLargeError as exc:
+            record = records[exc.index]
+            key = dict(record.key) if record.key is not None else None
+            raise RecordTooLargeError(
+                f"{exc.message}: the record with key {key}", index=exc.index, hint=exc.hint
+            ) from exc
         try:
             self.source.commit(offsets)
         except RetriableError:

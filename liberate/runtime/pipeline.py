@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from liberate import plugins
@@ -18,12 +20,15 @@ from liberate.connector import Sink, Source
 from liberate.errors import ConfigError
 from liberate.runtime._sink_task import SinkTask
 from liberate.runtime._source_task import SourceTask
+from liberate.runtime._stats import ConnectorStats
 from liberate.serde import RecordDeserializer, RecordSerializer
 from liberate.streams.base import StreamBackend
 
 log = logging.getLogger("liberate.runtime")
 
 DEFAULT_SINK_BATCH = 5000
+#: how long a stop request (SIGTERM) waits for the connectors to finish their batches
+DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
 #: net container allocations between young-generation collections while a pipeline runs
 #: (Python's default is 700)
 GC_YOUNG_THRESHOLD = 100_000
@@ -68,10 +73,14 @@ class RunReport:
 
 
 class Pipeline:
-    """Runs the sources and sinks of ``run`` against ``backend``.
+    """Runs the sources and sinks of ``run`` against ``backend``, each on its own thread.
 
-    ``stop()`` (thread-safe, also from a signal handler) makes every task finish its batch,
-    commit and return; ``run()`` then returns the report.
+    Connectors are isolated: a retriable failure is retried with backoff inside its task
+    (``supervise``), and a connector that fails for good ends alone unless its config says
+    ``on_failure: stop``, which stops the run. ``stop()`` (thread-safe, also from a signal
+    handler) makes every task finish its batch, commit and return within
+    ``shutdown_timeout_s``; ``run()`` then returns the report (a failed or stuck connector is
+    one of its errors).
     """
 
     def __init__(
@@ -81,20 +90,26 @@ class Pipeline:
         *,
         once: bool = False,
         max_retries: int | None = None,
+        shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S,
     ) -> None:
         self.run_config = run
         self.backend = backend
         self.once = once
+        self.shutdown_timeout_s = shutdown_timeout_s
         self._stop = threading.Event()
         self._sources_done = threading.Event()
         registry = backend.registry()
-        registry.set_compatibility(run.streams.compatibility)
+        registry.configure_levels(run.streams.subject_levels())
         serializer = RecordSerializer(
             registry, subject_strategy=run.streams.subject_name_strategy
         )
         deserializer = RecordDeserializer(registry)
         # In --once mode a retriable failure must end the run eventually, not hang it.
-        retries = max_retries if max_retries is not None else (5 if once else None)
+        default_retries = max_retries if max_retries is not None else (5 if once else None)
+
+        def retries(cfg: SourceConfig | SinkConfig) -> int | None:
+            return cfg.max_retries if cfg.max_retries is not None else default_retries
+
         self.source_tasks = [
             SourceTask(
                 build_source(cfg),
@@ -103,7 +118,7 @@ class Pipeline:
                 self._stop,
                 once=once,
                 schedule=_schedule_of(cfg),
-                max_retries=retries,
+                max_retries=retries(cfg),
             )
             for cfg in run.sources
         ]
@@ -116,7 +131,7 @@ class Pipeline:
                 once=once,
                 sources_done=self._sources_done,
                 batch_size=int(getattr(cfg, "batch_size", None) or DEFAULT_SINK_BATCH),
-                max_retries=retries,
+                max_retries=retries(cfg),
             )
             for cfg in run.sinks
         ]
@@ -128,7 +143,8 @@ class Pipeline:
             task.source.stop()
 
     def run(self) -> RunReport:
-        """Run until stopped, a fatal error, or (``once``) until everything has caught up."""
+        """Run until stopped, until a connector with ``on_failure: stop`` fails, until every
+        connector has ended, or (``once``) until everything has caught up."""
         with _fewer_collections():
             return self._run()
 
@@ -147,27 +163,41 @@ class Pipeline:
             self._supervise(source_threads, sink_threads)
         finally:
             self.stop()
-            for thread in [*source_threads, *sink_threads]:
-                thread.join()
-        return self._report()
+            stuck = _join_all([*source_threads, *sink_threads], self.shutdown_timeout_s)
+        report = self._report()
+        for name in stuck:
+            # Daemon threads: the process can still exit; what they had in flight is not
+            # committed, so a restart replays it (never skips).
+            report.errors.append(
+                f"{name} did not finish within {self.shutdown_timeout_s:g} s of the stop request"
+            )
+        return report
 
     def _supervise(
         self, source_threads: list[threading.Thread], sink_threads: list[threading.Thread]
     ) -> None:
+        reported: set[int] = set()
         while not self._stop.is_set():
-            if self._first_error() is not None:
-                return
+            for config, stats in self._connectors():
+                if stats.error is None or id(stats) in reported:
+                    continue
+                reported.add(id(stats))
+                if config.on_failure == "stop":
+                    log.error("%s has on_failure: stop: stopping the run", stats.name)
+                    return
+                log.error("the other connectors keep running (%s has on_failure: continue)",
+                          stats.name)
             if all(not t.is_alive() for t in source_threads):
                 self._sources_done.set()
                 if all(not t.is_alive() for t in sink_threads):
                     return
             self._stop.wait(0.1)
 
-    def _first_error(self) -> str | None:
-        for stats in [t.stats for t in self.source_tasks] + [t.stats for t in self.sink_tasks]:
-            if stats.error:
-                return stats.error
-        return None
+    def _connectors(self) -> list[tuple[SourceConfig | SinkConfig, ConnectorStats]]:
+        return [
+            *((t.source.config, t.stats) for t in self.source_tasks),
+            *((t.sink.config, t.stats) for t in self.sink_tasks),
+        ]
 
     def _report(self) -> RunReport:
         report = RunReport()
@@ -200,6 +230,36 @@ def _fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+def select_connectors(run: RunConfig, only: Sequence[str]) -> RunConfig:
+    """``run`` with only the sources and sinks named in ``only`` (all of them when empty).
+
+    An unknown name is a ``ConfigError`` (exit 2) that lists the names the file has.
+    """
+    if not only:
+        return run
+    known = [c.name for c in run.sources] + [c.name for c in run.sinks]
+    unknown = [name for name in dict.fromkeys(only) if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"--only names no source or sink of {run.path}: {', '.join(unknown)}",
+            hint=f"choose among: {', '.join(known)}",
+        )
+    wanted = set(only)
+    return dataclasses.replace(
+        run,
+        sources=tuple(c for c in run.sources if c.name in wanted),
+        sinks=tuple(c for c in run.sinks if c.name in wanted),
+    )
+
+
+def _join_all(threads: Sequence[threading.Thread], timeout_s: float) -> list[str]:
+    """Join ``threads`` within ``timeout_s`` in total; the names of those still running."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in threads if t.is_alive()]
 
 
 def build_source(config: SourceConfig) -> Source:

@@ -41,13 +41,15 @@ class SourceOffset:
 
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
-    """What a backend knows of one topic: partitions, record counts and end offsets."""
+    """What a backend knows of one topic: partitions, record counts and end offsets, and the
+    bytes it stores when the backend can tell (the embedded one: its batches' payloads)."""
 
     name: str
     partitions: int
     records: int
     end_offsets: Mapping[int, int]
     compacted: bool = False
+    bytes: int | None = None
 
 
 # Called when partitions are assigned to a consumer; returns where to start reading each one
@@ -124,6 +126,19 @@ class StreamBackend(ABC):
     @abstractmethod
     def source_offsets(self, source: str) -> dict[str, Mapping[str, Primitive]]:
         """The stored offsets of ``source``: partition key (see ``partition_key``) -> offset."""
+
+    def reset_source_offsets(
+        self, source: str, offsets: Mapping[str, Mapping[str, Primitive]] | None
+    ) -> None:
+        """Replace every stored offset of ``source`` by ``offsets`` (partition key -> offset),
+        or remove them all (``None``: the source starts from the beginning).
+
+        For ``liberate offsets reset``, while the source is not running. Backends that cannot
+        do it raise ``FatalError``.
+        """
+        from liberate.errors import FatalError
+
+        raise FatalError(f"the {type(self).__name__} cannot reset the offsets of a source")
 
     @abstractmethod
     def topics(self) -> list[TopicInfo]:

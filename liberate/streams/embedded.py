@@ -292,6 +292,22 @@ class EmbeddedBackend(StreamBackend):
             except sqlite3.Error as exc:
                 raise wrap(exc, f"commit offsets of group {group!r}") from exc
 
+    def reset_source_offsets(
+        self, source: str, offsets: Mapping[str, Mapping[str, Primitive]] | None
+    ) -> None:
+        rows = [
+            (source, partition, json.dumps(dict(offset), sort_keys=True, separators=(",", ":")))
+            for partition, offset in (offsets or {}).items()
+        ]
+        with self._lock:
+            conn = self._writer()
+            try:
+                with transaction(conn):
+                    conn.execute("DELETE FROM stream_source_offsets WHERE source = ?", (source,))
+                    conn.executemany(UPSERT_SOURCE_OFFSET, rows)
+            except sqlite3.Error as exc:
+                raise wrap(exc, f"reset the offsets of source {source!r}") from exc
+
     # -- reads -----------------------------------------------------------------------------
 
     def source_offsets(self, source: str) -> dict[str, Mapping[str, Primitive]]:
@@ -311,6 +327,12 @@ class EmbeddedBackend(StreamBackend):
             " ORDER BY t.name, p.partition_id",
             (),
         )
+        # length() reads a blob's size from its record header, not its (overflow) pages.
+        sizes = dict(self._read(
+            "SELECT t.name, coalesce(sum(length(b.payload)), 0) FROM stream_topics t"
+            " LEFT JOIN stream_batches b ON b.topic_id = t.topic_id GROUP BY t.name",
+            (),
+        ))
         infos: dict[str, TopicInfo] = {}
         for name, partitions, compacted, partition, end, first in rows:
             info = infos.get(name) or TopicInfo(name, int(partitions), 0, {}, bool(compacted))
@@ -321,6 +343,7 @@ class EmbeddedBackend(StreamBackend):
                 info.records + int(end) - int(start),
                 {**info.end_offsets, int(partition): int(end)},
                 info.compacted,
+                int(sizes.get(name) or 0),
             )
         return list(infos.values())
 

@@ -24,6 +24,7 @@ never fence a running source.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -199,7 +200,15 @@ class KafkaBackend(StreamBackend):
             self.ensure_topic(topic)
         if offsets:
             offset_log.ensure_topic()
-        sources = sources_of(offsets)
+        self._write(records, [offset_record(o) for o in offsets], sources_of(offsets))
+
+    def _write(
+        self,
+        records: Sequence[StreamRecord],
+        offsets: Sequence[tuple[bytes, bytes | None]],
+        sources: Sequence[str],
+    ) -> None:
+        _, offset_log = self._opened()
         while True:
             writer, lock = self._writer(sources)
             with lock:
@@ -212,8 +221,22 @@ class KafkaBackend(StreamBackend):
                     continue
                 if writer.transactional:
                     self._verify_offsets(offset_log, sources)
-                writer.write(records, [offset_record(o) for o in offsets])
+                writer.write(records, offsets)
                 return
+
+    def reset_source_offsets(
+        self, source: str, offsets: Mapping[str, Mapping[str, Primitive]] | None
+    ) -> None:
+        _, offset_log = self._opened()
+        offset_log.ensure_topic()
+        wanted = [SourceOffset(source, json.loads(key), offset)
+                  for key, offset in (offsets or {}).items()]
+        pairs: list[tuple[bytes, bytes | None]] = [offset_record(o) for o in wanted]
+        stored = offset_log.read_settled(source, self._transaction_timeout_s())
+        for key in sorted(set(stored) - set(offsets or {})):
+            # A tombstone: the offsets log forgets the partition (and compaction drops it).
+            pairs.append((offset_record(SourceOffset(source, json.loads(key), {}))[0], None))
+        self._write([], pairs, [source])
 
     def _writer(self, sources: Sequence[str]) -> tuple[KafkaWriter, threading.Lock]:
         with self._lock:

@@ -207,6 +207,10 @@ class SqlSinkConfig(SinkConfig, DatabaseSettings):
             raise ValueError(f"fields both included and excluded: {', '.join(sorted(both))}")
         return self
 
+    def table_for(self, topic: str) -> str:
+        """The target table of ``topic`` (``liberate verify`` and ``topology`` ask)."""
+        return table_name_for(self.table, topic)
+
     @property
     def dead_letter_topic(self) -> str:
         """The topic dead-lettered and parked records go to."""

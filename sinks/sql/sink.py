@@ -132,6 +132,22 @@ class SqlSink(Sink):
         state = f"{parked} record(s) parked: see `liberate dlq list`" if parked else "idle"
         return ConnectorStatus(position=position, state=state)
 
+    def reset_offsets(self, offsets: Mapping[TopicPartition, int] | None) -> None:
+        """Replace the stored next offsets by ``offsets``, or remove them (``None``: read every
+        topic from the beginning). For ``liberate offsets reset``, while the sink is stopped."""
+        engine = self._engine or self._new_engine()
+        store, parking = self._stores(engine)
+        try:
+            _create_own_tables(engine, store, parking)
+            with engine.begin() as conn:
+                store.delete(conn)
+                store.store(conn, offsets or {})
+        except sa.exc.SQLAlchemyError as exc:
+            raise wrap(exc, "resetting the sink offsets") from exc
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
+
     def close(self) -> None:
         """Release the connections; idempotent."""
         engine, self._engine = self._engine, None

@@ -23,14 +23,16 @@ def test_bad_durations_say_which_forms_are_accepted(text: str) -> None:
         parse_duration(text)
 
 
-def test_interval_schedule_waits_its_interval() -> None:
-    assert parse_schedule("30s").seconds_until_next() == 30
+def test_interval_schedule_fires_every_interval_from_its_start() -> None:
+    start = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+    trigger = parse_schedule("30s").trigger(start)
+    assert trigger.get_next_fire_time(start, start) == start + dt.timedelta(seconds=30)
 
 
-def test_cron_schedule_waits_until_the_next_fire_time() -> None:
-    schedule = parse_schedule("*/5 * * * *")
+def test_cron_schedule_fires_at_the_next_cron_time() -> None:
     now = dt.datetime(2026, 1, 1, 12, 3, 30, tzinfo=dt.UTC)
-    assert schedule.seconds_until_next(now) == 90
+    trigger = parse_schedule("*/5 * * * *").trigger(now)
+    assert trigger.get_next_fire_time(None, now) == dt.datetime(2026, 1, 1, 12, 5, tzinfo=dt.UTC)
 
 
 def test_invalid_cron_is_refused() -> None:
