@@ -34,6 +34,9 @@ from liberate.verify.routes import consumes
 log = logging.getLogger("liberate.runtime")
 
 POLL_TIMEOUT_S = 0.2
+#: how long ``--once`` waits for partitions with records that the group has not assigned to
+#: it (a killed member's session running out: Kafka's default session.timeout.ms is 45 s)
+ASSIGNMENT_WAIT_S = 60.0
 #: ``SinkRecord.extra`` key of the error of a record the runtime could not decode
 RECORD_ERROR = "liberate.error"
 
@@ -146,6 +149,7 @@ class SinkTask:
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.stats = ConnectorStats(sink.name)
+        self._partial_since: float | None = None
         self._context: SinkContext | None = None
         attach = getattr(sink, "attach_context", None)
         if callable(attach):
@@ -250,7 +254,9 @@ class SinkTask:
                           None, record.headers, record.timestamp_ms, {RECORD_ERROR: error})
 
     def _reached_end(self, consumer: StreamConsumer) -> bool:
-        """True when the sink is at the end offset of every assigned partition.
+        """True when the sink is at the end offset of every assigned partition, and no
+        partition with records it has not written is held elsewhere (waited for at most
+        ``ASSIGNMENT_WAIT_S``).
 
         "At" is the larger of the sink's own committed offset and the consumer's position:
         with Kafka transactions the end offset sits past the last commit marker, which only
@@ -264,11 +270,26 @@ class SinkTask:
             for info in self.backend.topics()
             for partition, end in info.end_offsets.items()
         }
+        elsewhere = [tp for tp, end in ends.items()
+                     if end > 0 and tp not in assigned and consumes(self.sink.config, tp.topic)]
+        stored = self.sink.committed_offsets(elsewhere) if elsewhere else {}
+        behind_elsewhere = [tp for tp in elsewhere if stored.get(tp, 0) < ends[tp]]
+        if behind_elsewhere:
+            # Partitions with records we do not hold, as while a Kafka group waits out the
+            # session of a killed member or is part way through a rebalance: wait for them,
+            # for a bounded time (another live member of the group may hold them for good).
+            now = time.monotonic()
+            if self._partial_since is None:
+                self._partial_since = now
+            if now - self._partial_since < ASSIGNMENT_WAIT_S:
+                return False
+            log.info("sink %s: %d partition(s) stayed assigned elsewhere for %.0f s;"
+                     " --once ends with the partitions it holds", self.sink.name,
+                     len(behind_elsewhere), ASSIGNMENT_WAIT_S)
+        else:
+            self._partial_since = None
         if not assigned:
-            # Not assigned yet, as when a Kafka group waits out the session of a killed
-            # member: caught up only if no topic this sink reads holds a record.
-            return not any(end > 0 for tp, end in ends.items()
-                           if consumes(self.sink.config, tp.topic))
+            return not behind_elsewhere
         for tp in assigned:
             if tp not in ends:
                 return False  # the backend did not describe it this time: its end is unknown

@@ -28,6 +28,7 @@ from connectors.outbox import OutboxSource, OutboxSourceConfig
 from liberate import plugins
 from liberate.config.base import DatabaseSettings
 from liberate.database import database_url
+from liberate.errors import LiberateError
 from liberate.records import SinkRecord
 from liberate.runtime._source_task import SourceTask
 from liberate.serde import RecordDeserializer, RecordSerializer
@@ -62,20 +63,44 @@ def kill_repeatedly(
     verbose: bool = False,
 ) -> None:
     """Start ``liberate run FILE`` in a child ``kills`` times, each SIGKILLed after a random
-    time in ``alive_s``; the children's output goes to ``relay.log`` (``relay_log`` reads it)."""
+    time in ``alive_s``; the children's output goes to ``relay.log`` (``relay_log`` reads it).
+
+    The first child's clock starts only once the stream at ``tmp_path/streams.db`` holds a
+    record: on a loaded machine starting Python and connecting can take longer than
+    ``alive_s``, and a test whose relays never got going proves nothing."""
     env = child_env(tmp_path)
     rng = random.Random(seed)
     command = [sys.executable, "-m", "liberate", *(["-v"] if verbose else []), "run",
                str(run_file)]
     with (tmp_path / "relay.log").open("a") as log:
-        for _ in range(kills):
+        for kill in range(kills):
             child = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=log)
             try:
+                if kill == 0:
+                    _wait_for_a_record(tmp_path / "streams.db", child, timeout_s=90)
                 time.sleep(rng.uniform(*alive_s))
                 assert child.poll() is None, f"the relay exited early:\n{relay_log(tmp_path)}"
             finally:
                 child.send_signal(signal.SIGKILL)
                 child.wait(30)
+
+
+def _wait_for_a_record(path: Path, child: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and child.poll() is None:
+        if path.exists():
+            backend = EmbeddedBackend(path)
+            try:
+                backend.open()
+            except (LiberateError, sqlite3.Error):
+                pass  # the child is still creating the store
+            else:
+                try:
+                    if any(info.records for info in backend.topics()):
+                        return
+                finally:
+                    backend.close()
+        time.sleep(0.2)
 
 
 def run_once_in_child(run_file: Path, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
