@@ -111,20 +111,26 @@ class SourceOffsetLog:
     # -- internals (callers hold the lock) -------------------------------------------------
 
     def _rewound(self) -> bool:
-        """Point the reader at the beginning of every partition; False when there is no
-        offsets topic yet (no source has stored an offset)."""
-        if self._consumer is None:
-            partitions = self.admin.partitions_of(self.topic)
-            if not partitions:
-                return False
-            group = f"{self.settings.transactional_id_prefix}-offsets-reader"
-            try:
-                self._consumer = Consumer(
-                    consumer_config(self.settings, group, from_beginning=True)
-                )
-            except Exception as exc:
-                raise self._wrap(exc, f"read the offsets topic {self.topic!r}") from exc
-            self._partitions = [TopicPartition(self.topic, p) for p in partitions]
+        """Point a new reader at the beginning of every partition; False when there is no
+        offsets topic yet (no source has stored an offset).
+
+        A new consumer each time: re-assigning the previous one, its ``position()`` could
+        still report where the last read ended before the seek to the beginning took effect
+        (11 of 30 re-assigns on noida-db), and the read then stopped at once with nothing
+        read: ``read_settled`` after ``read`` returned no offsets, and a restarted source
+        polled again from the start."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        partitions = self.admin.partitions_of(self.topic)
+        if not partitions:
+            return False
+        group = f"{self.settings.transactional_id_prefix}-offsets-reader"
+        try:
+            self._consumer = Consumer(consumer_config(self.settings, group, from_beginning=True))
+        except Exception as exc:
+            raise self._wrap(exc, f"read the offsets topic {self.topic!r}") from exc
+        self._partitions = [TopicPartition(self.topic, p) for p in partitions]
         try:
             self._consumer.assign(
                 [

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.crash._harness import (
     KillLoop,
     StreamsSpec,
@@ -104,13 +102,4 @@ def test_query_sources_killed_at_random_lose_nothing_and_repeat_nothing(
         if exactly_once and counts["repeated"]:
             repeated.append(f"{mode}: {counts['repeated']} (key, version) pairs repeated")
     record_result(f"query/{streams.backend}", report, ", ".join(figures))
-    if repeated and streams.backend == "kafka":
-        # Suspected, not proven: noida-db 0.2.3 lists a killed producer's aborted transaction
-        # to readers that start after it, and librdkafka then skips that producer's later
-        # records, so the restarted run's offsets reader may miss its own later commits and
-        # poll again from an older position. Never seen on the embedded backend; loss and
-        # order are still asserted above. To be re-checked on a real Kafka broker.
-        pytest.xfail("repeats on the test broker (suspected noida-db aborted-transaction "
-                     "listing): "
-                     + "; ".join(repeated))
     assert not repeated, "; ".join(repeated)
