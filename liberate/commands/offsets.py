@@ -27,7 +27,7 @@ from liberate.errors import ConfigError, FatalError
 from liberate.records import Primitive, TopicPartition
 from liberate.runtime import locks
 from liberate.runtime.pipeline import build_sink, open_backend
-from liberate.streams.base import StreamBackend
+from liberate.streams.base import end_offsets
 from liberate.verify.routes import consumes
 
 SourceOffsets = dict[str, Mapping[str, Primitive]]
@@ -47,7 +47,7 @@ def show(path: str, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
     config = load_run_file(path)
     backend = open_backend(config.streams)
     try:
-        ends = _end_offsets(backend)
+        ends = end_offsets(backend.topics())
         sources = {s.name: backend.source_offsets(s.name) for s in config.sources}
         sinks = {s.name: _sink_position(s, ends) for s in config.sinks}
     finally:
@@ -197,14 +197,6 @@ def _confirmed(
         return True
     print("not reset", file=out)
     return False
-
-
-def _end_offsets(backend: StreamBackend) -> dict[TopicPartition, int]:
-    return {
-        TopicPartition(info.name, partition): end
-        for info in backend.topics()
-        for partition, end in info.end_offsets.items()
-    }
 
 
 def _sink_position(

@@ -28,7 +28,7 @@ from liberate.runtime._stats import ConnectorStats
 from liberate.schema.avro import schema_id_of
 from liberate.schema.registry import SchemaRegistry
 from liberate.serde import RecordDeserializer
-from liberate.streams.base import StreamBackend, StreamConsumer
+from liberate.streams.base import StreamBackend, StreamConsumer, end_offsets
 from liberate.verify.routes import consumes
 
 log = logging.getLogger("liberate.runtime")
@@ -265,11 +265,7 @@ class SinkTask:
         assigned = consumer.assignment()
         committed = self.sink.committed_offsets(assigned)
         positions = consumer.positions()
-        ends = {
-            TopicPartition(info.name, partition): end
-            for info in self.backend.topics()
-            for partition, end in info.end_offsets.items()
-        }
+        ends = end_offsets(self.backend.topics())
         elsewhere = [tp for tp, end in ends.items()
                      if end > 0 and tp not in assigned and consumes(self.sink.config, tp.topic)]
         stored = self.sink.committed_offsets(elsewhere) if elsewhere else {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -50,6 +50,15 @@ class TopicInfo:
     end_offsets: Mapping[int, int]
     compacted: bool = False
     bytes: int | None = None
+
+
+def end_offsets(infos: Iterable[TopicInfo]) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``infos`` (as ``StreamBackend.topics`` gives them)."""
+    return {
+        TopicPartition(info.name, partition): end
+        for info in infos
+        for partition, end in info.end_offsets.items()
+    }
 
 
 # Called when partitions are assigned to a consumer; returns where to start reading each one
