@@ -62,7 +62,10 @@ def test_idle_slot_does_not_pin_wal_while_another_database_writes(
 def test_status_shows_slot_lag_in_bytes_and_wal_status(db: Database, run: Run) -> None:
     db.execute("CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items VALUES (1)")
     assert run.once().ok
-    db.execute("INSERT INTO items SELECT g FROM generate_series(2, 5000) g")
+    # The test cluster runs with synchronous_commit off, where pg_current_wal_lsn() (WAL
+    # written) trails the inserts under load: this commit waits until its WAL is written.
+    db.execute("SET synchronous_commit = on",
+               "INSERT INTO items SELECT g FROM generate_series(2, 5000) g")
     source = PostgresSource(PostgresSourceConfig.model_validate(run.source))
     status = source.status(run.offsets())
     assert status.state == "stopped"
