@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import ClassVar, TypeVar
@@ -61,6 +62,7 @@ T = TypeVar("T")
 MIN_VERSION = 100000
 MESSAGES_VERSION = 140000
 STREAMING_VERSION = 140000
+SLOT_RELEASE_WAIT_S = 10.0  # how long open() waits for a slot a closing reader still holds
 
 
 class PostgresSource(Source):
@@ -121,9 +123,7 @@ class PostgresSource(Source):
             self._guard("checking the publication", partial(self._ensure_publication, control))
         stored_map = offsets.get(partition_key(self.partition))
         stored = WalOffset.from_map(stored_map) if stored_map else None
-        slot = self._guard(
-            "reading the slot", partial(catalog.slot_info, control, self.settings.slot_name)
-        )
+        slot = self._read_slot(control, wait_for_release=mode is not SnapshotMode.INITIAL_ONLY)
         if slot is not None and mode is not SnapshotMode.INITIAL_ONLY:
             self._validate_slot(slot, facts.database)
         plan = plan_start(mode, stored, slot, self.settings.slot_name)
@@ -337,6 +337,21 @@ class PostgresSource(Source):
                 "truncate')",
             )
 
+    def _read_slot(self, control: Connection, *, wait_for_release: bool) -> catalog.SlotInfo | None:
+        """The slot, waiting a bounded time for a walsender that is still letting it go.
+
+        The server releases a slot when the walsender process of the last reader exits, a
+        moment after that reader closed its connection (a restart, or a run shutting down).
+        """
+        read = partial(catalog.slot_info, control, self.settings.slot_name)
+        slot = self._guard("reading the slot", read)
+        deadline = time.monotonic() + SLOT_RELEASE_WAIT_S
+        while (wait_for_release and slot is not None and slot.active
+               and time.monotonic() < deadline and not self._stop.is_set()):
+            self._stop.wait(0.2)
+            slot = self._guard("reading the slot", read)
+        return slot
+
     def _validate_slot(self, slot: catalog.SlotInfo, database: str) -> None:
         name = slot.name
         if slot.slot_type != "logical" or slot.plugin != "pgoutput":
@@ -352,7 +367,8 @@ class PostgresSource(Source):
             )
         if slot.active:
             raise RetriableError(
-                f"replication slot {name} is in use by process {slot.active_pid}",
+                f"replication slot {name} is in use by process {slot.active_pid} "
+                f"(still after {SLOT_RELEASE_WAIT_S:g} s)",
                 hint="another consumer (or a run still shutting down) uses it; stop it, or "
                 "give this source a slot of its own (slot:)",
             )
