@@ -125,7 +125,9 @@ def write_load(url: str, rate: float, rows_per_txn: int, stop: threading.Event,
             with conn.cursor() as cur:
                 cur.executemany(
                     "UPDATE soak_rows SET n = n + 1, updated_at = now() WHERE id = %s",
-                    [(rng.randint(1, ROWS),) for _ in range(rows_per_txn)],
+                    # in key order: writers lock rows in one order and never deadlock
+                    [(row_id,) for row_id in sorted(rng.randint(1, ROWS)
+                                                     for _ in range(rows_per_txn))],
                 )
             conn.commit()
             counter[0] += rows_per_txn
