@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from liberate.config.base import DatabaseSettings, SourceConfig
+from liberate.config.capture import CaptureSourceConfig
 from liberate.config.durations import Duration
-from liberate.config.templates import check_template
+from liberate.config.tables import check_listed_once
+from liberate.config.templates import template_over
 
 SnapshotMode = Literal["initial", "never", "when_needed", "initial_only"]
 TEMPLATE_VARIABLES = ("source", "database", "schema", "table")
 
 
-class MySqlSourceConfig(SourceConfig, DatabaseSettings):
+class MySqlSourceConfig(CaptureSourceConfig):
     """Change data capture from the ROW binlog of MySQL 8 or MariaDB 10.5+."""
 
     connector: Literal["mysql"] = Field(description="Which source connector runs this entry")
@@ -37,17 +38,12 @@ class MySqlSourceConfig(SourceConfig, DatabaseSettings):
         "binlog end; when_needed: like initial, and snapshot again when the stored position is "
         "no longer on the server; initial_only: snapshot and stop",
     )
-    snapshot_chunk_size: int = Field(
-        default=10_000, ge=1, le=1_000_000,
-        description="Rows read per snapshot query (a resumed snapshot restarts after the last "
-        "chunk delivered)",
-    )
     position_mode: Literal["gtid", "file"] = Field(
         default="gtid",
         description="Resume by GTID (MariaDB: always available; MySQL: needs gtid_mode=ON) or "
         "by binlog file and position",
     )
-    topic: str | None = Field(
+    topic: Annotated[str, template_over(*TEMPLATE_VARIABLES)] | None = Field(
         default=None,
         description="Topic name template with {source}, {database} (or {schema}), {table}; "
         "default '{source}.{database}.{table}'",
@@ -60,14 +56,6 @@ class MySqlSourceConfig(SourceConfig, DatabaseSettings):
         description="How often an idle server sends a heartbeat, and the least time between "
         "heartbeat records that store a position reached without captured changes",
     )
-    heartbeat_topic: str | None = Field(
-        default=None,
-        description="Topic of heartbeat records (default '__liberate-heartbeat.{source}'); "
-        "an empty string disables them",
-    )
-    tombstones_on_delete: bool = Field(
-        default=True, description="Follow every delete event with a tombstone (null value)"
-    )
 
     @field_validator("tables")
     @classmethod
@@ -76,15 +64,8 @@ class MySqlSourceConfig(SourceConfig, DatabaseSettings):
             parts = name.split(".")
             if len(parts) > 2 or not all(p.strip() for p in parts):
                 raise ValueError(f"{name!r} is not a table name ('table' or 'database.table')")
-        duplicates = sorted({n for n in tables if tables.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
+        check_listed_once(tables)
         return tables
-
-    @field_validator("topic")
-    @classmethod
-    def _topic_template_parses(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value, TEMPLATE_VARIABLES)
 
     @model_validator(mode="after")
     def _heartbeat_is_positive(self) -> MySqlSourceConfig:
@@ -102,9 +83,3 @@ class MySqlSourceConfig(SourceConfig, DatabaseSettings):
     def topic_for(self, database: str, table: str) -> str:
         template = self.topic or "{source}.{database}.{table}"
         return template.format(source=self.name, database=database, schema=database, table=table)
-
-    @property
-    def heartbeat_topic_name(self) -> str | None:
-        if self.heartbeat_topic == "":
-            return None
-        return self.heartbeat_topic or f"__liberate-heartbeat.{self.name}"

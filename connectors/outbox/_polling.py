@@ -43,10 +43,10 @@ from connectors.outbox._routing import EventRouter, Routing, payload_schemas
 from connectors.outbox._table import OutboxTable, reflect
 from connectors.outbox.config import OutboxSourceConfig
 from connectors.outbox.offsets import RelayOffset, SeqRanges
-from connectors.query._engine import database_error
 from liberate.config.base import SourceConfig
 from liberate.connector import CheckResult, ConnectorStatus, Source
 from liberate.database import database_url, mask_url, source_engine
+from liberate.database_errors import database_error
 from liberate.errors import LiberateError
 from liberate.records import Primitive, SourceRecord
 from liberate.streams.base import SourceOffset, partition_key

@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from string import Formatter
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from connectors.outbox._log_settings import CdcConfig, LogSettings, cdc_config
 from connectors.outbox._payloads import SchemaSource, load_schema
 from liberate.config.base import DatabaseSettings, SourceConfig, StrictModel
 from liberate.config.durations import Duration, ScheduleField, parse_schedule
+from liberate.config.tables import check_table_name, split_table_name
+from liberate.config.templates import template_over
 from liberate.errors import FatalError
 from liberate.schema.avro import AvroSchema
 from liberate.streams.embedded import validate_topic_name
@@ -145,13 +146,13 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
         description="mode: log on PostgreSQL: also relay pg_logical_emit_message events with "
         "this prefix (outbox.publish_message's); null: table inserts only",
     )
-    table: str = Field(
+    table: Annotated[str, AfterValidator(check_table_name)] = Field(
         default=DEFAULT_TABLE, min_length=1,
         description="The outbox table, as 'table' or 'schema.table'",
     )
     columns: OutboxColumns = Field(default_factory=OutboxColumns,
                                    description="Column names of the outbox table")
-    topic: str = Field(
+    topic: Annotated[str, template_over(*TOPIC_VARIABLES)] = Field(
         default=DEFAULT_TOPIC,
         description="Topic name template over {aggregate_type} and {source}",
     )
@@ -207,29 +208,6 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
         ) is None:
             return {**data, "schedule": parse_schedule(DEFAULT_SCHEDULE)}
         return data
-
-    @field_validator("topic")
-    @classmethod
-    def _topic_template_parses(cls, value: str) -> str:
-        try:
-            names = [name for _, name, _, _ in Formatter().parse(value) if name is not None]
-        except ValueError as exc:
-            raise ValueError(f"is not a valid template: {exc}") from exc
-        unknown = sorted(set(names) - set(TOPIC_VARIABLES))
-        if unknown:
-            raise ValueError(
-                f"unknown variable(s) {', '.join('{' + n + '}' for n in unknown)}; "
-                "use {aggregate_type} and {source}"
-            )
-        return value
-
-    @field_validator("table")
-    @classmethod
-    def _table_is_a_name(cls, value: str) -> str:
-        schema, _, table = value.rpartition(".")
-        if not table.strip() or (value.count(".") and not schema.strip()):
-            raise ValueError(f"{value!r} is not a table name ('table' or 'schema.table')")
-        return value
 
     @model_validator(mode="after")
     def _combinations_make_sense(self) -> OutboxSourceConfig:
@@ -316,7 +294,7 @@ class OutboxSourceConfig(SourceConfig, DatabaseSettings):
     @property
     def table_name(self) -> tuple[str | None, str]:
         """(schema or None, table) of ``table``."""
-        schema, _, table = self.table.rpartition(".")
+        schema, table = split_table_name(self.table)
         return (schema or None), table
 
 

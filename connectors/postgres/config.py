@@ -5,19 +5,38 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from liberate.config.base import DatabaseSettings, SourceConfig
+from liberate.config.capture import CaptureSourceConfig
 from liberate.config.durations import Duration
-from liberate.config.templates import check_template
+from liberate.config.tables import (
+    KeyColumns,
+    key_column_problems,
+    split_table_name,
+    table_list,
+    topic_collisions,
+)
+from liberate.config.templates import template_over
 
 TEMPLATE_VARIABLES = ("source", "schema", "table")
 #: PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1)
 MAX_IDENTIFIER = 63
 #: prefix of the logical decoding messages liberate writes for itself (heartbeats, markers)
 OWN_MESSAGE_PREFIX = "liberate."
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"schema.table"`` -> ``("schema", "table")``; ``"table"`` -> ``("public", "table")``."""
+    schema, table = split_table_name(name)
+    return (schema or "public"), table
+
+
+def qualified_name(name: str) -> str:
+    """``schema.table`` with the default schema filled in."""
+    schema, table = split_name(name)
+    return f"{schema}.{table}"
 
 
 class SnapshotMode(StrEnum):
@@ -29,21 +48,21 @@ class SnapshotMode(StrEnum):
     INITIAL_ONLY = "initial_only"
 
 
-class PostgresSourceConfig(SourceConfig, DatabaseSettings):
+class PostgresSourceConfig(CaptureSourceConfig):
     """A source that streams the committed changes of PostgreSQL tables from the WAL (pgoutput)."""
 
     connector: Literal["postgres"] = Field(description="Which source connector runs this entry")
-    tables: list[str] = Field(
+    tables: Annotated[list[str], table_list(qualified_name)] = Field(
         min_length=1,
         description="Tables to capture, as 'table' (schema public) or 'schema.table'",
     )
-    key_columns: list[str] | dict[str, list[str]] | None = Field(
+    key_columns: KeyColumns = Field(
         default=None,
         description="Columns that identify a row (the record key) instead of the primary key; "
         "a list for every table, or a map table -> list. Deletes need them in the replica "
         "identity (REPLICA IDENTITY FULL)",
     )
-    topic: str | None = Field(
+    topic: Annotated[str, template_over(*TEMPLATE_VARIABLES)] | None = Field(
         default=None,
         description="Topic name template with {source}, {schema}, {table}; "
         "default '{source}.{schema}.{table}'",
@@ -64,10 +83,6 @@ class PostgresSourceConfig(SourceConfig, DatabaseSettings):
         "when_needed: like initial, and read them again when the slot is lost | "
         "initial_only: read the tables once and stop",
     )
-    snapshot_chunk_size: int = Field(
-        default=10_000, ge=1, le=1_000_000,
-        description="Rows per snapshot chunk (one query, and the unit of resuming)",
-    )
     max_batch: int = Field(
         default=10_000, ge=1, le=1_000_000,
         description="At most this many events per poll; a larger transaction is returned in "
@@ -77,11 +92,6 @@ class PostgresSourceConfig(SourceConfig, DatabaseSettings):
         default=dt.timedelta(seconds=10),
         description="How often an idle stream confirms its position (and writes a heartbeat "
         "message) so the slot does not pin WAL while other databases write; 0 turns it off",
-    )
-    heartbeat_topic: str | None = Field(
-        default=None,
-        description="Topic of heartbeat records, which carry the position when no change does "
-        "(default: __liberate-heartbeat.<source name>; '' turns them off)",
     )
     messages: bool = Field(
         default=False,
@@ -98,21 +108,6 @@ class PostgresSourceConfig(SourceConfig, DatabaseSettings):
         "2, PostgreSQL 14+); liberate keeps them in a temporary file until they commit, so "
         "they are decoded while they run instead of after",
     )
-    tombstones_on_delete: bool = Field(
-        default=True, description="Follow every delete event with a tombstone (null value)"
-    )
-    @field_validator("tables")
-    @classmethod
-    def _tables_are_names(cls, tables: list[str]) -> list[str]:
-        for name in tables:
-            schema, _, table = name.rpartition(".")
-            if not table.strip() or (name.count(".") and not schema.strip()):
-                raise ValueError(f"{name!r} is not a table name ('table' or 'schema.table')")
-        qualified = [qualified_name(n) for n in tables]
-        duplicates = sorted({n for n in qualified if qualified.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
-        return tables
 
     @field_validator("slot", "publication")
     @classmethod
@@ -124,38 +119,17 @@ class PostgresSourceConfig(SourceConfig, DatabaseSettings):
             raise ValueError("may only contain lower-case letters, digits and underscores")
         return value
 
-    @field_validator("topic")
-    @classmethod
-    def _topic_template_parses(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value, TEMPLATE_VARIABLES)
-
     @model_validator(mode="after")
     def _combinations_make_sense(self) -> PostgresSourceConfig:
-        problems: list[str] = []
-        if isinstance(self.key_columns, dict):
-            listed = {qualified_name(t) for t in self.tables}
-            unknown = sorted(t for t in self.key_columns if qualified_name(t) not in listed)
-            if unknown:
-                problems.append(f"key_columns names tables not listed in tables: {unknown}")
-        key_lists = self.key_columns.values() if isinstance(self.key_columns, dict) else (
-            [self.key_columns] if self.key_columns is not None else []
-        )
-        if any(not columns for columns in key_lists):
-            problems.append("key_columns needs at least one column")
+        problems = key_column_problems(self.key_columns, self.tables, qualified_name)
         if self.message_prefixes and not self.messages:
             problems.append("message_prefixes is only used with messages: true")
         if self.heartbeat_interval < dt.timedelta(0):
             problems.append("heartbeat_interval cannot be negative")
-        by_topic: dict[str, list[str]] = {}
-        for name in self.tables:
-            schema, table = split_name(name)
-            by_topic.setdefault(self.topic_for(schema, table), []).append(name)
-        problems.extend(
-            f"tables {', '.join(names)} would all write topic {topic!r}: "
-            "add {schema} and {table} to the topic template"
-            for topic, names in by_topic.items()
-            if len(names) > 1
-        )
+        problems.extend(topic_collisions(
+            ((name, self.topic_for(*split_name(name))) for name in self.tables),
+            "add {schema} and {table} to the topic template",
+        ))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -171,13 +145,6 @@ class PostgresSourceConfig(SourceConfig, DatabaseSettings):
     def publication_name(self) -> str:
         """The publication (configured, or derived from the source name)."""
         return self.publication or derived_identifier(self.name)
-
-    @property
-    def heartbeat_topic_name(self) -> str | None:
-        """Where heartbeat records go; None when they are off."""
-        if self.heartbeat_topic == "":
-            return None
-        return self.heartbeat_topic or f"__liberate-heartbeat.{self.name}"
 
     @property
     def message_topic(self) -> str:
@@ -203,18 +170,6 @@ class PostgresSourceConfig(SourceConfig, DatabaseSettings):
         if not self.messages or prefix.startswith(OWN_MESSAGE_PREFIX):
             return False
         return not self.message_prefixes or prefix in self.message_prefixes
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """``"schema.table"`` -> ``("schema", "table")``; ``"table"`` -> ``("public", "table")``."""
-    schema, _, table = name.rpartition(".")
-    return (schema or "public"), table
-
-
-def qualified_name(name: str) -> str:
-    """``schema.table`` with the default schema filled in."""
-    schema, table = split_name(name)
-    return f"{schema}.{table}"
 
 
 def derived_identifier(source_name: str) -> str:

@@ -27,13 +27,20 @@ import datetime as dt
 import os
 import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from liberate.config.base import DatabaseSettings, SourceConfig
 from liberate.config.durations import Duration, ScheduleField, parse_schedule
-from liberate.config.templates import check_template
+from liberate.config.tables import (
+    KeyColumns,
+    key_column_problems,
+    split_table_name,
+    table_list,
+    topic_collisions,
+)
+from liberate.config.templates import template_over
 
 # ---------------------------------------------------------------------------------------------
 # The model
@@ -58,7 +65,7 @@ class QuerySourceConfig(SourceConfig, DatabaseSettings):
     """A source that liberates tables of any SQLAlchemy database by polling them."""
 
     connector: Literal["query"] = Field(description="Which source connector runs this entry")
-    tables: list[str] = Field(
+    tables: Annotated[list[str], table_list()] = Field(
         default_factory=list,
         description="Tables to read, as 'table' or 'schema.table' (exclusive with query)",
     )
@@ -96,12 +103,12 @@ class QuerySourceConfig(SourceConfig, DatabaseSettings):
         "(without an offset: UTC for time-zone-aware columns, as written for naive ones); "
         "used only when no offset is stored",
     )
-    key_columns: list[str] | dict[str, list[str]] | None = Field(
+    key_columns: KeyColumns = Field(
         default=None,
         description="Columns that identify a row (the record key), instead of the primary key; "
         "a list for every table, or a map table -> list",
     )
-    topic: str | None = Field(
+    topic: Annotated[str, template_over(*TEMPLATE_VARIABLES)] | None = Field(
         default=None,
         description="Topic name template with {source}, {schema}, {table}; default "
         "'{source}.{table}', or '{source}' for a custom query",
@@ -159,18 +166,6 @@ class QuerySourceConfig(SourceConfig, DatabaseSettings):
             return max(1, min(os.cpu_count() or 1, AUTO_PARALLELISM))
         return int(self.parallelism)
 
-    @field_validator("tables")
-    @classmethod
-    def _tables_are_names(cls, tables: list[str]) -> list[str]:
-        for name in tables:
-            schema, _, table = name.rpartition(".")
-            if not table.strip() or (name.count(".") and not schema.strip()):
-                raise ValueError(f"{name!r} is not a table name ('table' or 'schema.table')")
-        duplicates = sorted({n for n in tables if tables.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
-        return tables
-
     @field_validator("query")
     @classmethod
     def _query_is_one_select(cls, query: str | None) -> str | None:
@@ -188,11 +183,6 @@ class QuerySourceConfig(SourceConfig, DatabaseSettings):
         if isinstance(value, list) and not value:
             raise ValueError("give at least one column")
         return value
-
-    @field_validator("topic")
-    @classmethod
-    def _topic_template_parses(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value, TEMPLATE_VARIABLES)
 
     @model_validator(mode="after")
     def _combinations_make_sense(self) -> QuerySourceConfig:
@@ -230,17 +220,7 @@ class QuerySourceConfig(SourceConfig, DatabaseSettings):
                 problems.append("with a custom query, key_columns is a list of columns")
             if self.topic and ({"{table}", "{schema}"} & set(re.findall(r"\{\w+\}", self.topic))):
                 problems.append("with a custom query, the topic template can only use {source}")
-        if isinstance(self.key_columns, dict):
-            unknown = sorted(set(self.key_columns) - set(self.tables))
-            if unknown:
-                problems.append(f"key_columns names tables not listed in tables: {unknown}")
-        key_lists = (
-            self.key_columns.values()
-            if isinstance(self.key_columns, dict)
-            else ([self.key_columns] if self.key_columns is not None else [])
-        )
-        if any(not columns for columns in key_lists):
-            problems.append("key_columns needs at least one column")
+        problems.extend(key_column_problems(self.key_columns, self.tables))
         problems.extend(self._topic_collisions())
         if problems:
             raise ValueError("; ".join(problems))
@@ -249,16 +229,10 @@ class QuerySourceConfig(SourceConfig, DatabaseSettings):
     def _topic_collisions(self) -> list[str]:
         if self.query is not None:
             return []
-        by_topic: dict[str, list[str]] = {}
-        for name in self.tables:
-            schema, _, table = name.rpartition(".")
-            by_topic.setdefault(self.topic_for(schema or "", table), []).append(name)
-        return [
-            f"tables {', '.join(names)} would all write topic {topic!r}: "
-            "add {schema} to the topic template"
-            for topic, names in by_topic.items()
-            if len(names) > 1
-        ]
+        return topic_collisions(
+            ((name, self.topic_for(*split_table_name(name))) for name in self.tables),
+            "add {schema} to the topic template",
+        )
 
     # -----------------------------------------------------------------------------------------
     # Derived values the source uses

@@ -45,7 +45,7 @@ from sqlalchemy.exc import DBAPIError
 
 from connectors.query._cancel import QueryCanceller
 from connectors.query._checks import backlog, check_target, warn_unordered_rows
-from connectors.query._engine import database_error, open_engine
+from connectors.query._engine import open_engine
 from connectors.query._parallel_bulk import ParallelBulkReader
 from connectors.query._progress import cycle_progress, is_load
 from connectors.query._read_ahead import ReadAhead
@@ -54,6 +54,7 @@ from connectors.query.config import QueryMode, QuerySourceConfig
 from liberate.config.base import SourceConfig
 from liberate.connector import CheckResult, ConnectorStatus, Source
 from liberate.database import database_url, mask_url
+from liberate.database_errors import database_error
 from liberate.errors import LiberateError
 from liberate.progress import RowProgress
 from liberate.records import Primitive, SourceRecord

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from string import Formatter
 
+from pydantic import AfterValidator
+
 
 def check_template(value: str, variables: Sequence[str]) -> str:
     """``value`` if it parses as a ``str.format`` template using only ``variables``.
@@ -23,3 +25,8 @@ def check_template(value: str, variables: Sequence[str]) -> str:
             f"use {', '.join('{' + v + '}' for v in variables)}"
         )
     return value
+
+
+def template_over(*variables: str) -> AfterValidator:
+    """``check_template`` as a field's validator: ``Annotated[str, template_over("source")]``."""
+    return AfterValidator(lambda value: check_template(value, variables))
