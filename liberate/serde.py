@@ -7,7 +7,8 @@ consumed bytes back into ``SinkRecord`` values with the schemas they were writte
 Speed matters here (every record of every source passes through): the registry is asked once
 per (subject, schema), encoders are found by the schema object's identity (and reused from the
 previous record, since sources emit runs of one table), and decoders by the 5-byte wire header,
-so a record costs little more than the Avro encoding itself (benchmarks/serde_encode.py).
+so a record costs little more than the Avro encoding itself (benchmarks/serde_encode.py; a
+``dict`` key or value, what CDC sources emit, goes straight to its schema's generated writer).
 A key or value that is a ``RowView`` of the record's own schema is encoded straight from its
 driver row (``liberate.schema.rows``), with no mapping lookups. An ``EncodedRecord`` of the
 record's own schema (Avro-encoded already, by a source that encodes in worker processes:
@@ -139,7 +140,12 @@ class RecordSerializer:
                 if datum is not None:
                     if key_encoder[0] is not record.key_schema or key_encoder[1] != topic:
                         key_encoder = self._encoder(record, is_key=True)
-                    if type(datum) is EncodedRecord and datum.schema is key_encoder[0]:
+                    if type(datum) is dict:
+                        # The common case inline: a dict, written by the schema's writer.
+                        buf = bytearray(key_encoder[2])
+                        key_encoder[3](buf, datum)
+                        key = bytes(buf)
+                    elif type(datum) is EncodedRecord and datum.schema is key_encoder[0]:
                         key = key_encoder[2] + datum.body
                     else:
                         key = _encode(key_encoder, datum)
@@ -148,7 +154,11 @@ class RecordSerializer:
                 if datum is not None:
                     if value_encoder[0] is not record.value_schema or value_encoder[1] != topic:
                         value_encoder = self._encoder(record, is_key=False)
-                    if type(datum) is EncodedRecord and datum.schema is value_encoder[0]:
+                    if type(datum) is dict:
+                        buf = bytearray(value_encoder[2])
+                        value_encoder[3](buf, datum)
+                        value = bytes(buf)
+                    elif type(datum) is EncodedRecord and datum.schema is value_encoder[0]:
                         value = value_encoder[2] + datum.body
                     else:
                         value = _encode(value_encoder, datum)

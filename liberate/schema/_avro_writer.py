@@ -295,7 +295,32 @@ def compile_writer(
         except Exception as exc:
             raise error(FieldEncodeError([], describe(datum, label, exc))) from exc
 
-    return write
+    slow = compiler.slow.get(str(parsed.get("name"))) if _is_record(parsed) else None
+    if slow is None:
+        return write
+    # A record (every key and value liberate writes): its generated writer hands what it
+    # fails on to the field-by-field writer, whose error is converted here, so the happy path
+    # is one call.
+    checked = slow
+
+    def write_slowly(out: bytearray, datum: Any) -> None:
+        try:
+            checked(out, datum)
+        except FieldEncodeError as exc:
+            raise error(exc) from exc
+        except Exception as exc:
+            raise error(FieldEncodeError([], describe(datum, label, exc))) from exc
+
+    from liberate.schema._generated import record_writer
+
+    try:
+        return record_writer(parsed, compiler, write_slowly)
+    except _Unsupported:
+        return write
+
+
+def _is_record(node: Any) -> bool:
+    return isinstance(node, dict) and node.get("type") in ("record", "error")
 
 
 def _label(node: Any) -> str:
@@ -319,6 +344,8 @@ class _Compiler:
         self.named = named
         self.done: dict[str, Write] = {}
         self.building: set[str] = set()
+        #: record name -> its field-by-field writer (what the generated one falls back to)
+        self.slow: dict[str, Write] = {}
 
     def node(self, node: Any) -> Write:
         if isinstance(node, str):
@@ -438,6 +465,7 @@ class _Compiler:
                     value = get(name, default)
                     raise FieldEncodeError([name], describe(value, label, exc)) from exc
 
+        self.slow[str(node.get("name"))] = write_record
         # Circular: the generated writer builds on this module's writers.
         from liberate.schema._generated import record_writer
 
