@@ -5,6 +5,11 @@ eager assignor). On every assignment the consumer starts each partition where ``
 says (a sink's own offsets table, the source of truth), else at the group's committed offset,
 else at the beginning or the end. Group offsets are committed only when asked.
 
+Where the consumer's position passes over more than one transaction marker without returning a
+record, :class:`~liberate.streams._kafka_aborts.SkipCheck` makes sure it skipped no committed
+record (a broker defect; see that module): on a correct broker this costs one probe per
+process, at the first such gap.
+
 Topics are matched here, with Python's ``re.fullmatch`` like the embedded backend and
 ``liberate status``, and the consumer subscribes to the list of existing topics that match
 (librdkafka's own regex dialect lacks ``\\d``, ``\\w`` and friends). The list is refreshed
@@ -27,6 +32,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from liberate.config.models import KafkaSettings
 from liberate.errors import FatalError, LiberateError
 from liberate.records import ConsumedRecord, Headers, TopicPartition
+from liberate.streams._kafka_aborts import SkipCheck
 from liberate.streams._kafka_config import REQUEST_TIMEOUT_S, consumer_config
 from liberate.streams._kafka_errors import error_code, wrap_kafka_error
 from liberate.streams._kafka_topics import LATEST, KafkaTopicAdmin
@@ -104,6 +110,9 @@ class KafkaConsumer(StreamConsumer):
         self._start_ends: dict[TopicPartition, int] = {}
         self._next_refresh = 0.0
         self._returned: dict[tuple[str, int], int] = {}
+        # The next offset each partition should return (its start, then the last record + 1).
+        self._next: dict[tuple[str, int], int] = {}
+        self._skips = SkipCheck(settings, admin, group)
         self._warned_at: dict[int, float] = {}
         self._lock = threading.Lock()
         # Incremental (cooperative) rebalancing only when the run file asks for it; the
@@ -186,7 +195,15 @@ class KafkaConsumer(StreamConsumer):
             found = consumer.position(consumer.assignment())
         except Exception as exc:
             raise self._wrap(exc, f"read the positions of group {self.group!r}") from exc
-        return {TopicPartition(p.topic, p.partition): int(p.offset) for p in found if p.offset >= 0}
+        positions = {
+            TopicPartition(p.topic, p.partition): int(p.offset) for p in found if p.offset >= 0
+        }
+        for tp, position in positions.items():
+            expected = self._next.get((tp.topic, tp.partition))
+            if expected is not None and position > expected + 1:
+                self._skips.check(tp, expected, position)
+                self._next[(tp.topic, tp.partition)] = position
+        return positions
 
     def close(self) -> None:
         with self._lock:
@@ -247,6 +264,7 @@ class KafkaConsumer(StreamConsumer):
                 start = self._start_of(tp, committed)
             if start is not None:
                 p.offset = max(0, int(start))
+                self._next[(p.topic, p.partition)] = p.offset
         if self._cooperative:
             consumer.incremental_assign(partitions)
         else:
@@ -276,6 +294,7 @@ class KafkaConsumer(StreamConsumer):
             log.debug("group %s: positions of revoked partitions: %s", self.group, exc)
         for p in partitions:
             self._returned.pop((p.topic, p.partition), None)
+            self._next.pop((p.topic, p.partition), None)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
@@ -287,6 +306,7 @@ class KafkaConsumer(StreamConsumer):
         records: list[ConsumedRecord] = []
         append = records.append
         returned = self._returned
+        expected = self._next
         for message in messages:
             error = message.error()
             if error is not None:
@@ -296,6 +316,12 @@ class KafkaConsumer(StreamConsumer):
             topic: Any = message.topic()
             partition: Any = message.partition()
             offset: Any = message.offset()
+            key = (topic, partition)
+            if offset > expected.get(key, offset) + 1:
+                # Passed over more than a transaction marker: aborted records, or a broker
+                # defect that skips committed ones (raises then, before anything is returned).
+                self._skips.check(TopicPartition(topic, partition), expected[key], offset)
+            expected[key] = offset + 1
             kind, timestamp = message.timestamp()
             headers: Any = message.headers()
             append(
@@ -309,7 +335,7 @@ class KafkaConsumer(StreamConsumer):
                     None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
                 )
             )
-            returned[(topic, partition)] = offset
+            returned[key] = offset
         return records
 
     def _on_error(self, error: KafkaError) -> None:

@@ -29,12 +29,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from liberate.config.loader import load_run_file
 from liberate.records import SinkRecord
 from liberate.runtime import open_backend
 from liberate.serde import RecordDeserializer
+from liberate.streams.base import end_offsets
 from tests.integration._outbox_support import child_env
 from tests.integration._query_support import TIMESTAMP, engine_for
 
@@ -44,6 +46,9 @@ KILLS = int(os.environ.get("LIBERATE_CRASH_KILLS", "3"))
 MAX_KILL_DELAY_S = float(os.environ.get("LIBERATE_CRASH_MAX_DELAY_S", "1.5"))
 #: what each case survived, printed by tests/crash/conftest.py at the end of the session
 RESULTS: list[str] = []
+#: what liberate says when the broker made its consumer pass over committed records
+#: (liberate/streams/_kafka_aborts.py): noida-db 0.2.3 does, see docs/guarantees.md
+BROKER_SKIPS = ("committed record(s) of", "lists aborted transactions that ended before")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ class KillLoop:
         self.rng = random.Random(seed)
         self.log = run_file.parent / "runs.log"
         self.env = {**child_env(run_file.parent), "PYTHONUNBUFFERED": "1"}
+        #: liberate's error when the broker made a sink pass over committed records: the
+        #: sink stopped there (as it must); the case ends as an expected failure
+        self.broker_skipped: str | None = None
 
     def kill_repeatedly(self, kills: int = KILLS, *, progress_timeout_s: float = 120) -> KillReport:
         report = KillReport()
@@ -111,22 +119,50 @@ class KillLoop:
             before = self.progress()
             child = self._spawn()
             try:
-                self._wait_for_progress(child, before, progress_timeout_s)
-                time.sleep(self.rng.uniform(0, MAX_KILL_DELAY_S))
-                assert child.poll() is None, f"the run exited by itself:\n{self.tail()}"
+                progressed = self._wait_for_progress(child, before, progress_timeout_s)
+                if progressed:
+                    time.sleep(self.rng.uniform(0, MAX_KILL_DELAY_S))
+                    assert child.poll() is None, f"the run exited by itself:\n{self.tail()}"
             finally:
                 _kill(child)
+            if not progressed:
+                break  # progress counts sink rows, and the sink stopped at skipped records
             report.kills += 1
             report.mid_progress += self.progress() > before
+        self._broker_skipped()
         return report
 
     def once(self, timeout_s: float = 300) -> None:
-        """``liberate run FILE --once``: must catch up and exit 0."""
+        """``liberate run FILE --once``: must catch up and exit 0 (or fail naming records
+        the broker made the sink pass over)."""
         done = self._liberate("-v", "run", str(self.run_file), "--once", timeout_s=timeout_s)
+        output = done.stdout + done.stderr
+        if done.returncode != 0 and all(words in output for words in BROKER_SKIPS):
+            self._broker_skipped()  # the sources caught up; the sink stopped where it must
+            return
         assert done.returncode == 0, f"--once failed ({done.returncode}):\n{self.tail()}"
 
+    def expected_failure(self) -> None:
+        """End the case as an expected failure when the broker made the sink pass over
+        committed records (the stream itself has been checked by then)."""
+        if self.broker_skipped:
+            pytest.xfail(f"the broker made the sink pass over committed records (liberate"
+                         f" stopped there, as it must): {self.broker_skipped}")
+
+    def _broker_skipped(self) -> bool:
+        if self.broker_skipped is None and self.log.exists():
+            text = self.log.read_text(errors="replace")
+            found = [line for line in text.splitlines()
+                     if all(words in line for words in BROKER_SKIPS)]
+            if found:
+                self.broker_skipped = found[-1].strip()[-600:]
+        return self.broker_skipped is not None
+
     def verify(self, run_file: Path | None = None) -> str:
-        """``liberate verify FILE``: must find every sink table equal to its source table."""
+        """``liberate verify FILE``: must find every sink table equal to its source table
+        (not run when the sink stopped at records the broker skipped: it cannot be)."""
+        if self.broker_skipped:
+            return ""
         done = self._liberate("verify", str(run_file or self.run_file), timeout_s=300)
         text = done.stdout + done.stderr
         assert done.returncode == 0, f"verify found differences:\n{text}"
@@ -156,12 +192,22 @@ class KillLoop:
 
     def _wait_for_progress(
         self, child: subprocess.Popen[bytes], before: int, timeout_s: float
-    ) -> None:
-        deadline = time.monotonic() + timeout_s
+    ) -> bool:
+        """True once the run made progress; False when it cannot because the broker made
+        its sink pass over committed records (the sink stopped there)."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        next_look = started + 30  # a run shows progress well within this
         while self.progress() <= before:
             assert child.poll() is None, f"the run exited by itself:\n{self.tail()}"
-            assert time.monotonic() < deadline, f"the run made no progress:\n{self.tail()}"
+            now = time.monotonic()
+            if now >= next_look:
+                next_look = now + 1
+                if self._broker_skipped():
+                    return False
+            assert now < deadline, f"the run made no progress:\n{self.tail()}"
             time.sleep(0.05)
+        return True
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:
@@ -211,15 +257,29 @@ def read_topics(run_file: Path, topics: Iterable[str]) -> list[SinkRecord]:
         deserializer = RecordDeserializer(backend.registry())
         records: list[SinkRecord] = []
         quiet_since = time.monotonic()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
+        ends = end_offsets(backend.topics())
         try:
-            while time.monotonic() < deadline:
+            while True:
+                assert time.monotonic() < deadline, (
+                    f"reading the stream back took over 300 s ({len(records)} records read)")
                 batch = consumer.poll(10_000, 0.2)
                 if batch:
                     records.extend(deserializer.deserialize(batch))
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since >= idle_s:
-                    break
+                    # The end of every partition, past its last transaction marker (on Kafka,
+                    # asking the positions also checks what the consumer passed over last).
+                    positions = consumer.positions()
+                    behind = [tp for tp, end in ends.items()
+                              if tp.topic in names and max(
+                                  positions.get(tp, 0),
+                                  max((r.offset + 1 for r in records if
+                                       (r.topic, r.partition) == (tp.topic, tp.partition)),
+                                      default=0)) < end]
+                    if not behind:
+                        break
+                    quiet_since = time.monotonic()
         finally:
             consumer.close()
         return records

@@ -61,3 +61,4 @@ def test_mysql_cdc_killed_at_random_loses_nothing_and_repeats_nothing(
     counts = check_history(records, final_versions(mysql_url, table))
     record_result(f"mysql/{streams.backend}", report,
                   f"{len(records)} records, ops {dict(counts)}")
+    loop.expected_failure()

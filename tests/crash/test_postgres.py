@@ -59,3 +59,4 @@ def test_postgres_cdc_killed_at_random_loses_nothing_and_repeats_nothing(
     counts = check_history(records, final_versions(postgres_url, table))
     record_result(f"postgres/{streams.backend}", report,
                   f"{len(records)} records, ops {dict(counts)}")
+    loop.expected_failure()
