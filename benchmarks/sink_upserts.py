@@ -3,7 +3,7 @@ PostgreSQL, side by side with ``psql \\copy`` of the same rows into an empty tab
 psycopg 3 ``executemany`` upsert; the same upserts into MariaDB and SQLite.
 
     .venv/bin/python -m benchmarks.sink_upserts [--rows N] [--repeat K]
-        [--targets postgresql,mysql,sqlite] [--batch-size B] [--profile]
+        [--targets postgresql,mysql,sqlite] [--batch-size B] [--profile] [--before DIR]
 
 Set-up, not timed: N rows of ~160 B (bigint key, int, text, numeric(12,2), two timestamptz, a
 JSON document) are appended to an embedded stream through the runtime's Avro serializer, keys
@@ -219,10 +219,21 @@ sinks:
     return path
 
 
-def liberate(name: str, workdir: Path, url: str, count: int, batch_size: int) -> Measurement:
+def liberate(name: str, workdir: Path, url: str, count: int, batch_size: int,
+             code: Path | None = None) -> Measurement:
+    """``liberate run --once``; with ``code``, the liberate source tree there instead (a
+    checkout of an earlier version, for before/after figures in one run)."""
     path = run_file(workdir, url, batch_size)
-    return timed_child(name, count, [sys.executable, "-m", "liberate", "run", str(path),
-                                     "--once"])
+    env = None
+    if code is not None:
+        env = {**os.environ, "PYTHONPATH": str(code)}
+    return timed_child(name, count, [sys.executable, "-c", _RUN_FROM, str(code or ""), "run",
+                                     str(path), "--once"], env=env)
+
+
+# Runs liberate's CLI with the given source tree first on sys.path (or this one's).
+_RUN_FROM = ("import sys, runpy; code = sys.argv.pop(1); code and sys.path.insert(0, code); "
+             "sys.argv[0] = 'liberate'; runpy.run_module('liberate', run_name='__main__')")
 
 
 def profiled(workdir: Path, url: str, count: int, batch_size: int) -> None:
@@ -309,6 +320,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="the sink's batch_size (its default when unset)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="also run the liberate source tree in this directory (e.g. from "
+                        "`git archive`), side by side: before/after figures of one run")
     args = parser.parse_args()
     targets: Sequence[str] = args.targets.split(",")
     count = args.rows
@@ -347,6 +361,12 @@ def main() -> None:
                                          batch))
                 loads.append(_load(measured[-1]))
                 check(dialect, direct, count)
+                if args.before is not None:
+                    prepare[dialect]()
+                    measured.append(liberate(f"liberate before ({dialect} sink)", workdir,
+                                             url, count, batch, code=args.before))
+                    loads.append(_load(measured[-1]))
+                    check(dialect, direct, count)
                 if dialect == "postgresql":
                     measured.append(psql_copy(url, count, workdir))
                     loads.append(_load(measured[-1]))

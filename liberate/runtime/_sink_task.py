@@ -15,17 +15,18 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from operator import attrgetter
+from typing import cast
 
 from liberate.connector import Sink
-from liberate.errors import LiberateError, RecordError, RetriableError
+from liberate.errors import FatalError, LiberateError, RecordError, RetriableError
 from liberate.metrics import METRICS
 from liberate.records import ConsumedRecord, Headers, SinkRecord, StreamRecord, TopicPartition
 from liberate.runtime._retry import Backoff, supervise
 from liberate.runtime._stats import ConnectorStats
-from liberate.schema.avro import schema_id_of
+from liberate.schema.avro import AvroSchema, schema_id_of
 from liberate.schema.registry import SchemaRegistry
 from liberate.serde import RecordDeserializer
 from liberate.streams.base import StreamBackend, StreamConsumer, end_offsets
@@ -151,6 +152,13 @@ class SinkTask:
         self.stats = ConnectorStats(sink.name)
         self._partial_since: float | None = None
         self._context: SinkContext | None = None
+        # Sinks that write some batches from the consumed bytes (the SQL sink on PostgreSQL)
+        # offer ``transcode(batch, schema_of)`` and ``write_transcoded(prepared, decode)``.
+        transcode = getattr(sink, "transcode", None)
+        write_transcoded = getattr(sink, "write_transcoded", None)
+        both = callable(transcode) and callable(write_transcoded)
+        self._transcode: _Transcode | None = transcode if both else None
+        self._write_transcoded: _WriteTranscoded | None = write_transcoded if both else None
         attach = getattr(sink, "attach_context", None)
         if callable(attach):
             self._context = SinkContext(backend, deserializer.registry)
@@ -180,9 +188,9 @@ class SinkTask:
             )
             writer = _Writer(self, read_ahead=bool(getattr(self.sink, "read_ahead", False)))
             while not self.stop.is_set():
-                batch = consumer.poll(self.batch_size, POLL_TIMEOUT_S)
+                batch = self._poll(consumer)
                 if batch:
-                    written = writer.submit(batch, self._decoded(batch))
+                    written = writer.submit(batch, self._prepared(batch))
                     if written:
                         self._committed(consumer, written)
                         backoff.reset()  # retries count consecutive failures, not a lifetime's
@@ -203,6 +211,18 @@ class SinkTask:
                 consumer.close()
             self.sink.close()
 
+    def _poll(self, consumer: StreamConsumer) -> list[ConsumedRecord]:
+        """Up to ``batch_size`` records: what one poll returns, topped up with what is ready
+        at once (a backend returns what it has read; a fuller batch shares the sink's cost
+        of a transaction among more records)."""
+        batch = consumer.poll(self.batch_size, POLL_TIMEOUT_S)
+        while batch and len(batch) < self.batch_size:
+            more = consumer.poll(self.batch_size - len(batch), 0.0)
+            if not more:
+                break
+            batch += more
+        return batch
+
     def _start_positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """Where assigned partitions start: the sink's own next offset, else the beginning.
 
@@ -212,13 +232,30 @@ class SinkTask:
         stored = self.sink.committed_offsets(partitions)
         return {tp: stored.get(tp, 0) for tp in partitions}
 
-    def _write(self, batch: list[ConsumedRecord], records: list[SinkRecord]) -> None:
+    def _prepared(self, batch: list[ConsumedRecord]) -> list[SinkRecord] | _Transcoded:
+        """The batch as the sink writes it: transcoded by the sink when it can (its own form,
+        from the consumed bytes), else decoded."""
+        if self._transcode is not None:
+            prepared = self._transcode(batch, self.deserializer.schema)
+            if prepared is not None:
+                return _Transcoded(prepared)
+        return self._decoded(batch)
+
+    def _write(self, batch: list[ConsumedRecord],
+               records: list[SinkRecord] | _Transcoded) -> None:
         """Write one batch (on the writer's thread when reading ahead)."""
         if self._context is not None:
             self._context.begin(batch)
         started = time.perf_counter()
-        self.sink.write(records)
-        METRICS.sink_batch(self.sink.name, records, time.perf_counter() - started)
+        if isinstance(records, _Transcoded):
+            assert self._write_transcoded is not None
+            self._write_transcoded(records.batch, self._decoded)
+            # The metrics read the topic of each record only, which consumed records have.
+            written: Sequence[SinkRecord] = cast(Sequence[SinkRecord], batch)
+        else:
+            self.sink.write(records)
+            written = records
+        METRICS.sink_batch(self.sink.name, written, time.perf_counter() - started)
 
     def _committed(self, consumer: StreamConsumer, batch: list[ConsumedRecord]) -> None:
         """Commit the group offsets past a written batch (for status and lag only)."""
@@ -227,7 +264,7 @@ class SinkTask:
         consumer.commit({TopicPartition(*tp): offset + 1 for tp, offset in last.items()})
         self.stats.add(Counter(map(_TOPIC, batch)))
 
-    def _decoded(self, batch: list[ConsumedRecord]) -> list[SinkRecord]:
+    def _decoded(self, batch: Sequence[ConsumedRecord]) -> list[SinkRecord]:
         try:
             return self.deserializer.deserialize(batch)
         except RecordError:
@@ -256,7 +293,8 @@ class SinkTask:
     def _reached_end(self, consumer: StreamConsumer) -> bool:
         """True when the sink is at the end offset of every assigned partition, and no
         partition with records it has not written is held elsewhere (waited for at most
-        ``ASSIGNMENT_WAIT_S``).
+        ``ASSIGNMENT_WAIT_S``, then ``FatalError``: ``--once`` never ends with records it
+        has not written).
 
         "At" is the larger of the sink's own committed offset and the consumer's position:
         with Kafka transactions the end offset sits past the last commit marker, which only
@@ -279,13 +317,21 @@ class SinkTask:
                 self._partial_since = now
             if now - self._partial_since < ASSIGNMENT_WAIT_S:
                 return False
-            log.info("sink %s: %d partition(s) stayed assigned elsewhere for %.0f s;"
-                     " --once ends with the partitions it holds", self.sink.name,
-                     len(behind_elsewhere), ASSIGNMENT_WAIT_S)
+            # Never "done" with records left unwritten: say which, and fail the run.
+            held = ", ".join(f"{tp.topic}[{tp.partition}] ({stored.get(tp, 0)} of {ends[tp]})"
+                             for tp in behind_elsewhere[:5])
+            raise FatalError(
+                f"sink {self.sink.name}: --once cannot finish: {len(behind_elsewhere)}"
+                f" partition(s) with records it has not written stayed assigned to another"
+                f" member of its consumer group for {ASSIGNMENT_WAIT_S:.0f} s: {held}",
+                hint="stop the other process that runs this sink, or wait until the broker"
+                " expires a killed member's session (set group.instance.id under"
+                " streams.kafka.properties so a restarted sink takes over at once)",
+            )
         else:
             self._partial_since = None
         if not assigned:
-            return not behind_elsewhere
+            return True  # and nothing is behind elsewhere (see above)
         for tp in assigned:
             if tp not in ends:
                 return False  # the backend did not describe it this time: its end is unknown
@@ -293,6 +339,20 @@ class SinkTask:
             if ends[tp] > 0 and at < ends[tp]:
                 return False
         return True
+
+
+_Transcode = Callable[[Sequence[ConsumedRecord], Callable[[int], AvroSchema]], object | None]
+_WriteTranscoded = Callable[[object, Callable[[Sequence[ConsumedRecord]], list[SinkRecord]]],
+                            None]
+
+
+class _Transcoded:
+    """A batch a sink made ready from the consumed bytes (see ``SinkTask._prepared``)."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: object) -> None:
+        self.batch = batch
 
 
 class _Writer:
@@ -310,7 +370,7 @@ class _Writer:
             else None
         self._flight: tuple[list[ConsumedRecord], Future[None]] | None = None
 
-    def submit(self, batch: list[ConsumedRecord], records: list[SinkRecord]
+    def submit(self, batch: list[ConsumedRecord], records: list[SinkRecord] | _Transcoded
                ) -> list[ConsumedRecord] | None:
         """Write ``batch``; returns the batch whose write finished (this one when inline, the
         one before when reading ahead), or None. Raises what the write raised."""

@@ -127,22 +127,33 @@ def compile_reader(schema: Any) -> Read | None:
     return read
 
 
+#: The templates, for other generated code reading Avro binary the same way (the SQL sink's
+#: transcoders): each reads at ``pos`` of ``data`` (``size`` its length) into ``z``/``{v}``.
+ZIGZAG = _ZIGZAG
+SLICE = _SLICE
+
+
+def reader_namespace() -> dict[str, Any]:
+    """A fresh namespace holding what the templates' code refers to."""
+    return {
+        "M8": 0x8080808080808080,
+        "L7": 0x7F7F7F7F7F7F7F7F,
+        "varint": _varint,
+        "unpack_float": struct.Struct("<f").unpack_from,
+        "unpack_double": struct.Struct("<d").unpack_from,
+        "EPOCH": dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        "EPOCH_NAIVE": dt.datetime(1970, 1, 1),
+        "MICROSECOND": dt.timedelta(microseconds=1),
+        "Decimal": decimal.Decimal,
+        "scaleb": _EXACT.scaleb,
+        "from_bytes": int.from_bytes,
+    }
+
+
 class _Generator:
     def __init__(self, named: dict[str, Any]) -> None:
         self.named = named
-        self.namespace: dict[str, Any] = {
-            "M8": 0x8080808080808080,
-            "L7": 0x7F7F7F7F7F7F7F7F,
-            "varint": _varint,
-            "unpack_float": struct.Struct("<f").unpack_from,
-            "unpack_double": struct.Struct("<d").unpack_from,
-            "EPOCH": dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
-            "EPOCH_NAIVE": dt.datetime(1970, 1, 1),
-            "MICROSECOND": dt.timedelta(microseconds=1),
-            "Decimal": decimal.Decimal,
-            "scaleb": _EXACT.scaleb,
-            "from_bytes": int.from_bytes,
-        }
+        self.namespace: dict[str, Any] = reader_namespace()
         self._records: dict[str, str] = {}  # record full name -> its generated function
         self._count = itertools.count()
 

@@ -121,6 +121,11 @@ class Steps:
                 steps.extend(groups.values())
         return steps
 
+    def layout_of(self, table: str, change: Change) -> RowLayout:
+        """The layout of a write ``change`` (prepared) into ``table``."""
+        assert change.row_schema is not None
+        return self._rows[(table, id(change.row_schema), id(change.key_schema))]
+
     def step_of(self, table: str, change: Change) -> Step | None:
         """The step of one change alone (None when it changes nothing)."""
         if change.action is Action.SKIP:

@@ -101,6 +101,7 @@ class BatchWriter:
         self._steps = steps
         steps.judge = self._judged
         self._reader = reader
+        self.steps, self.reader = steps, reader  # shared with the fast path (``_fast``)
         self._bulk = bulk
         self._single = single
         self._tolerate = settings.errors.tolerance == "all"

@@ -12,10 +12,15 @@ the data transaction collapse the changes per key (``_plan``), run them per tabl
 Records that cannot be written follow ``errors.tolerance`` (``_tolerance``): ``none`` stops
 with the record named and nothing of the batch written; ``all`` dead-letters them, parks the
 later records of their keys, and writes the rest.
+
+On PostgreSQL most upsert batches skip all of that (``_fast``): the runtime hands over the
+consumed bytes (``transcode``, ``write_transcoded``), staged with one COPY per table without
+being decoded; a batch the fast path cannot take exactly alike goes the way above.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +36,7 @@ from sinks.sql._dead_letters import SinkContext
 from sinks.sql._engine import sink_engine
 from sinks.sql._errors import wrap
 from sinks.sql._events import EventReader
+from sinks.sql._fast import Decode, FallBack, FastBatch, FastWriter, SchemaOf, Transcoders
 from sinks.sql._offsets import OffsetStore
 from sinks.sql._parking import ParkedStore
 from sinks.sql._planning import plan_lines
@@ -39,9 +45,11 @@ from sinks.sql._steps import Steps
 from sinks.sql._tables import TableCatalog
 from sinks.sql._tolerance import BatchWriter
 from sinks.sql._writes import SqlWriter, writer_for
-from sinks.sql.config import SqlSinkConfig
+from sinks.sql.config import SqlSinkConfig, table_name_for
 
 TopicSchemas = tuple[AvroSchema | None, AvroSchema | None]
+
+log = logging.getLogger(__name__)
 
 
 class SqlSink(Sink):
@@ -65,6 +73,11 @@ class SqlSink(Sink):
         self._parking: ParkedStore | None = None
         self._writer: BatchWriter | None = None
         self._context: SinkContext | None = None
+        # PostgreSQL fast path (``_fast``): set by ``open`` where it applies
+        self._transcoders: Transcoders | None = None
+        self._fast: FastWriter | None = None
+        #: batches written by the fast path since this sink was made
+        self.fast_batches = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -98,6 +111,7 @@ class SqlSink(Sink):
                             f"{parking.table.fullname}") from exc
         self._engine, self._offsets, self._parking = engine, offsets, parking
         self._writer = self._batch_writer(engine, offsets, parking)
+        self._fast_path(engine)
 
     def committed_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offsets stored in the offsets table, for the partitions asked."""
@@ -152,6 +166,9 @@ class SqlSink(Sink):
         """Release the connections; idempotent."""
         engine, self._engine = self._engine, None
         self._writer = None
+        fast, self._fast, self._transcoders = self._fast, None, None
+        if fast is not None:
+            fast.close()
         if engine is not None:
             engine.dispose()
 
@@ -164,6 +181,33 @@ class SqlSink(Sink):
         self._opened()
         assert self._writer is not None
         self._writer.write(batch)
+
+    def transcode(self, batch: Sequence[ConsumedRecord], schema_of: SchemaOf) -> object | None:
+        """The consumed ``batch`` made ready for ``write_transcoded`` without decoding it
+        (PostgreSQL, see ``_fast``), or None when it must be decoded and written with
+        ``write``. The runtime may call it while a write is in flight."""
+        transcoders = self._transcoders
+        if transcoders is None or not batch:
+            return None
+        try:
+            return transcoders.prepare(batch, schema_of)
+        except Exception as exc:  # never fatal: the decoding path takes the batch
+            log.debug("sink %s: batch not transcoded (%s)", self.name, exc)
+            return None
+
+    def write_transcoded(self, batch: object, decode: Decode) -> None:
+        """Write a batch ``transcode`` made, as ``write`` would write its records decoded
+        (``decode``): which it does when the fast path cannot take the batch."""
+        assert isinstance(batch, FastBatch)
+        self._opened()
+        if self._fast is not None:
+            try:
+                self._fast.write(batch, decode)
+                self.fast_batches += 1
+                return
+            except FallBack as exc:
+                log.debug("sink %s: batch written by the decoding path (%s)", self.name, exc)
+        self.write(decode(batch.records))
 
     # -- tools: plan, parked records, replay ---------------------------------------------------
 
@@ -252,6 +296,35 @@ class SqlSink(Sink):
         )
         writer.context = self._context
         return writer
+
+    def _fast_path(self, engine: Engine) -> None:
+        """Enable the fast path where it applies: PostgreSQL with UTF-8 on both sides (the
+        server checks the strings it is sent), upserts keyed by the record key."""
+        settings = self.settings
+        assert self._writer is not None and self._offsets is not None
+        if engine.dialect.name != "postgresql" or settings.mode != "upsert" \
+                or settings.pk_mode != "record_key":
+            return
+        try:
+            with engine.connect() as conn:
+                found = conn.exec_driver_sql(
+                    "SELECT current_setting('server_encoding'), "
+                    "current_setting('client_encoding')").one()
+            encodings = set(found)
+        except sa.exc.SQLAlchemyError as exc:
+            raise wrap(exc, "reading the database encoding") from exc
+        if encodings != {"UTF8"}:
+            return
+        template = settings.table
+        self._transcoders = Transcoders(
+            ShapeRules.of(settings), delete=settings.delete_enabled,
+            table_of=lambda topic: table_name_for(template, topic),
+        )
+        writer = self._writer
+        self._fast = FastWriter(
+            engine, steps=writer.steps, reader=writer.reader, offsets=self._offsets,
+            parking=self._parking if settings.errors.tolerance == "all" else None,
+        )
 
     def _stores(self, engine: Engine) -> tuple[OffsetStore, ParkedStore]:
         settings = self.settings
