@@ -4,6 +4,7 @@ peak RSS on a 1,000,000-row transaction.
 
     .venv/bin/python -m benchmarks.postgres_cdc [--events N] [--repeat K]
         [--latency-seconds S] [--rate R] [--big-rows N] [--skip a,b,latency,rss]
+        [--tree NAME=DIR ...] [--profile DIR]
 
 Workload A: N single-row updates in 4 transactions. Workload B: N one-row transactions. Both
 are written first, with two slots created before them; then pg_recvlogical and liberate each
@@ -16,11 +17,19 @@ second with synchronous_commit on; for each transaction, the time from its commi
 the writer to its record being durable in the embedded stream (the backend's append returning).
 
 Uses ``$LIBERATE_BENCH_POSTGRES_URL`` (an admin URL) or starts a durable throwaway cluster.
+
+For work on liberate itself: ``--tree NAME=DIR`` (repeatable) runs the liberate contender of
+workloads A and B from each source tree DIR (a copy of the repository, say before and after a
+change), each from its own slot on the same WAL range, side by side; ``--profile DIR`` writes a
+cProfile of each liberate child's source thread (where the connector and the encoding run) to
+DIR/<workload>-<contender>.pstats. Each liberate child also reports the CPU time of its source
+thread by stage: the connector's poll, the encoding (serialize) and the durable append.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import shutil
@@ -32,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -88,20 +98,57 @@ sources:
 # -- the liberate child -----------------------------------------------------------------------
 
 
-def child(run_file: str, out: str, *, latency: bool) -> None:
+def child(run_file: str, out: str, *, latency: bool, profile: str | None = None) -> None:
     """Run the pipeline of ``run_file`` (``--once`` unless ``latency``) and write figures."""
     from liberate.config.loader import load_run_file
     from liberate.runtime import Pipeline
+    from liberate.runtime._source_task import SourceTask
     from liberate.streams.embedded import EmbeddedBackend
+
+    if profile is not None:
+        # The source task runs in a thread of its own: profile that thread.
+        run_task = SourceTask.run
+
+        def profiled(task: SourceTask) -> None:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            try:
+                run_task(task)
+            finally:
+                profiler.disable()
+                profiler.dump_stats(profile)
+
+        SourceTask.run = profiled  # type: ignore[method-assign, assignment]
 
     config = load_run_file(run_file)
     durable_at: dict[int, float] = {}
     appending_at: dict[int, float] = {}
 
+    from connectors.postgres.source import PostgresSource
+    from liberate.serde import RecordSerializer
+
+    # CPU of the source thread by stage: the connector's poll, the encoding, the append.
+    stage_cpu = {"poll": 0.0, "serialize": 0.0, "append": 0.0}
+
+    def cpu_timed(stage: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                stage_cpu[stage] += time.thread_time() - started
+        return timed
+
+    PostgresSource.poll = cpu_timed("poll", PostgresSource.poll)  # type: ignore[method-assign]
+    RecordSerializer.serialize = cpu_timed(  # type: ignore[method-assign]
+        "serialize", RecordSerializer.serialize)
+
     class Timed(EmbeddedBackend):
         def append(self, records: Sequence[Any], offsets: Sequence[Any]) -> None:
             before = time.time()
+            cpu_before = time.thread_time()
             super().append(records, offsets)
+            stage_cpu["append"] += time.thread_time() - cpu_before
             if latency:
                 now = time.time()
                 for record in records:
@@ -125,6 +172,7 @@ def child(run_file: str, out: str, *, latency: bool) -> None:
     Path(out).write_text(json.dumps({
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
+        "stage_cpu_seconds": stage_cpu,
         "records": sum(sum(c.values()) for c in report.sources.values()),
         "errors": report.errors,
         "durable_at": {str(k): v for k, v in durable_at.items()},
@@ -143,19 +191,39 @@ def _key_id(data: bytes) -> int:
     return (result >> 1) ^ -(result & 1)
 
 
-def run_liberate(name: str, run_file: Path, events: int, work: Path) -> Measurement:
+@dataclass(frozen=True)
+class Options:
+    """How the liberate children run (see the module docstring)."""
+
+    trees: tuple[tuple[str, Path], ...] = ()
+    profile: Path | None = None
+
+
+def run_liberate(name: str, run_file: Path, events: int, work: Path,
+                 options: Options = Options(), tree: Path | None = None,
+                 label: str = "") -> Measurement:
     out = work / f"{name}.json"
-    measurement = timed_child(name, events, [
-        sys.executable, "-m", "benchmarks.postgres_cdc", "--child", str(run_file), str(out),
-    ])
+    argv = [sys.executable]
+    env = None
+    if tree is not None:
+        # -P: not the current directory first; the tree's modules come before the installed.
+        argv.append("-P")
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+    argv += ["-m", "benchmarks.postgres_cdc", "--child", str(run_file), str(out)]
+    if options.profile is not None:
+        slug = "".join(c if c.isalnum() else "-" for c in f"{label}-{name}")
+        argv += ["--profile", str(options.profile / f"{slug}.pstats")]
+    measurement = timed_child(name, events, argv, env)
     figures = json.loads(out.read_text())
     if figures["errors"]:
         raise SystemExit(f"{name}: {figures['errors']}")
     if figures["records"] < events:
         raise SystemExit(f"{name}: {figures['records']} records, expected {events}")
     # Time inside the child: from building the pipeline to caught up (no interpreter start-up).
+    stages = ", ".join(f"{stage} {cpu / events * 1e6:.1f}"
+                       for stage, cpu in figures.get("stage_cpu_seconds", {}).items())
     print(f"  {name}: {figures['cpu_seconds']:.2f} s of CPU "
-          f"({figures['cpu_seconds'] / events * 1e6:.1f} µs per event)")
+          f"({figures['cpu_seconds'] / events * 1e6:.1f} µs per event; {stages})")
     return Measurement(name, events, figures["seconds"], measurement.peak_rss_mb)
 
 
@@ -218,22 +286,26 @@ def run_recvlogical(url: str, slot: str, end_lsn: int, events: int) -> Measureme
     ])
 
 
-def throughput(url: str, workload: str, events: int, repeat: int, work: Path
-               ) -> list[Measurement]:
+def throughput(url: str, workload: str, events: int, repeat: int, work: Path,
+               options: Options = Options()) -> list[Measurement]:
     results: list[Measurement] = []
+    trees: Sequence[tuple[str, Path | None]] = options.trees or (("liberate", None),)
+    slots = [SLOT if i == 0 else f"{SLOT}_{i}" for i in range(len(trees))]
     for attempt in range(repeat):
-        recreate_slots(url, ["bench_recv", SLOT])
+        recreate_slots(url, ["bench_recv", *slots])
         wrote = write_workload(url, workload, events)
         end = current_lsn(url)
         print(f"[{workload} {attempt + 1}/{repeat}] wrote {events:,} changes in {wrote:.1f} s")
-        run_file = work / f"{workload}.yaml"
-        streams = work / f"{workload}-{attempt}.db"
-        run_file.write_text(RUN_FILE.format(streams=streams, url=url, table=TABLE, slot=SLOT,
-                                            publication=PUBLICATION))
         contenders: list[Callable[[], Measurement]] = [
             partial(run_recvlogical, url, "bench_recv", end, events),
-            partial(run_liberate, "liberate", run_file, events, work),
         ]
+        for (name, tree), slot in zip(trees, slots, strict=True):
+            run_file = work / f"{workload}-{slot}.yaml"
+            streams = work / f"{workload}-{slot}-{attempt}.db"
+            run_file.write_text(RUN_FILE.format(streams=streams, url=url, table=TABLE, slot=slot,
+                                                publication=PUBLICATION))
+            contenders.append(partial(run_liberate, name, run_file, events, work, options, tree,
+                                      f"{workload}{attempt}"))
         if attempt % 2:
             contenders.reverse()
         for contender in contenders:
@@ -356,12 +428,26 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--big-rows", type=int, default=1_000_000)
     parser.add_argument("--skip", default="", help="comma-separated: a,b,latency,rss")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
+                        help="run liberate from source tree DIR as contender NAME (repeatable)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="write a cProfile of each liberate child's source thread to DIR")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--latency", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], latency=args.latency)
+        child(args.child[0], args.child[1], latency=args.latency,
+              profile=str(args.profile) if args.profile else None)
         return
+    trees = []
+    for item in args.tree:
+        name, sep, directory = item.partition("=")
+        if not sep or not Path(directory, "liberate").is_dir():
+            parser.error(f"--tree {item}: expected NAME=DIR of a liberate source tree")
+        trees.append((name, Path(directory).resolve()))
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    options = Options(tuple(trees), args.profile.resolve() if args.profile else None)
     skip = set(filter(None, args.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="liberate-bench-cdc-"))
     os.chmod(work, 0o755)
@@ -374,7 +460,8 @@ def main() -> None:
                                     ("B", "one-row transactions")):
                 if workload.lower() in skip:
                     continue
-                results = best(throughput(url, workload, args.events, args.repeat, work))
+                results = best(throughput(url, workload, args.events, args.repeat, work,
+                                          options))
                 print(f"\nWorkload {workload}: {args.events:,} {label} (best of {args.repeat})\n")
                 print(table(results, reference="pg_recvlogical"))
             if "latency" not in skip:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import struct
 import tempfile
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any
 from connectors.postgres import _pgoutput as pg
 from connectors.postgres._events import OpenTransaction, change_value, unchanged_columns
 from connectors.postgres._messages import heartbeat_record, message_record
+from connectors.postgres._rowcode import KeyCode, RowCode
 from connectors.postgres._spill import SpilledTransaction
 from connectors.postgres._stream import ReplicationConnection
 from connectors.postgres._tables import CapturedTable
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 #: frames taken from the connection at a time
 READ_CHUNK = 512
+_U32 = struct.Struct("!I").unpack_from
 #: how long a poll waits for the first frame when there is nothing to return
 IDLE_WAIT_S = 0.5
 #: how often positions are confirmed even when they did not move (keeps the walsender happy)
@@ -54,11 +57,14 @@ STATUS_INTERVAL_S = 10.0
 
 @dataclass(slots=True)
 class RelationState:
-    """What the stream knows of one relation oid: the captured table (None: not captured)."""
+    """What the stream knows of one relation oid: the captured table (None: not captured), and
+    the generated code of its hot path (``_rowcode``; None: the general path only)."""
 
     relation: pg.Relation
     table: CapturedTable | None
     loader: RowLoader | None
+    row: RowCode | None = None
+    key: KeyCode | None = None
 
 
 #: builds the state of a Relation message (reflecting the table); called on first sight/change
@@ -120,7 +126,7 @@ class ChangeStream:
         self._spill_dir: Path | None = None
         self._streamed: dict[int, SpilledTransaction] = {}
         self._in_block: SpilledTransaction | None = None
-        self._replay: Iterator[tuple[int, pg.PgOutputMessage]] | None = None
+        self._replay: Iterator[tuple[int, pg.PgOutputMessage | bytes]] | None = None
 
     # -- the poll loop -------------------------------------------------------------------------
 
@@ -131,7 +137,10 @@ class ChangeStream:
             if self._replay is not None:
                 # A streamed transaction committed: its messages come first, in bounded polls.
                 for lsn, message in self._replay:
-                    self._dispatch(message, lsn)
+                    if isinstance(message, bytes):
+                        self._streamed_message(message, lsn)
+                    else:
+                        self._dispatch(message, lsn)
                     if len(self._pending) >= self._max_batch:
                         break
                 else:
@@ -262,7 +271,39 @@ class ChangeStream:
             else:
                 block.append(lsn, frame[25:])
             return
+        kind = frame[25]
+        # An Insert, or an Update without an old key or row: maybe the generated path's.
+        if ((kind == 0x49 or kind == 0x55) and len(frame) > 31 and frame[30] == 0x4E
+                and self._generated(frame, 26, kind, lsn)):
+            return
         self._dispatch(pg.decode_message(frame, offset=25), lsn)
+
+    def _streamed_message(self, message: bytes, lsn: int) -> None:
+        """A message of a committed streamed transaction (its xid after the type byte)."""
+        kind = message[0]
+        if ((kind == 0x49 or kind == 0x55) and len(message) > 10 and message[9] == 0x4E
+                and self._generated(message, 5, kind, lsn)):
+            return
+        self._dispatch(pg.decode_message(message, in_stream=True), lsn)
+
+    def _generated(self, buf: bytes, oid_at: int, kind: int, lsn: int) -> bool:
+        """The event of an Insert or Update (new tuple only) whose relation oid is at
+        ``oid_at`` of ``buf`` (its tuple 5 bytes later, up to the end), made by the relation's
+        generated code (``_rowcode``); False: it is the general path's."""
+        txn = self._txn
+        if txn is None or self._filter is not None:
+            return False
+        state = self._relations.get(_U32(buf, oid_at)[0])
+        if state is None or state.row is None or state.key is None or state.table is None:
+            return False
+        after = state.row(buf, oid_at + 5)
+        if after is None:
+            return False
+        txn.messages += 1
+        if txn.messages > txn.skip:
+            self._emit(state.table, txn, "c" if kind == 0x49 else "u", None, after,
+                       state.key(after), lsn)
+        return True
 
     def _dispatch(self, message: pg.PgOutputMessage, lsn: int) -> None:
         match message:
@@ -310,11 +351,12 @@ class ChangeStream:
 
     def _replayed(
         self, spilled: SpilledTransaction, commit: pg.StreamCommit
-    ) -> Iterator[tuple[int, pg.PgOutputMessage]]:
-        """The committed transaction as if sent whole: Begin, its messages, Commit."""
+    ) -> Iterator[tuple[int, pg.PgOutputMessage | bytes]]:
+        """The committed transaction as if sent whole: Begin, its messages (as sent, see
+        ``_streamed_message``), Commit."""
         try:
             yield commit.commit_lsn, pg.Begin(commit.commit_lsn, commit.commit_ts, spilled.xid)
-            yield from spilled.replay()
+            yield from spilled.replay_raw()
             yield commit.end_lsn, pg.Commit(commit.flags, commit.commit_lsn, commit.end_lsn,
                                             commit.commit_ts)
         finally:
@@ -387,10 +429,11 @@ class ChangeStream:
                     self._filter = None
 
     def _offset(self, txn: OpenTransaction | None = None) -> dict[str, Primitive]:
-        out: dict[str, Primitive] = {"lsn": self._resume_lsn, "txId": self._resume_xid}
-        if txn is not None:
-            out["tx_lsn"] = txn.begin.final_lsn
-            out["tx_events"] = txn.messages
+        if txn is None:
+            out: dict[str, Primitive] = {"lsn": self._resume_lsn, "txId": self._resume_xid}
+        else:
+            out = {"lsn": self._resume_lsn, "txId": self._resume_xid,
+                   "tx_lsn": txn.begin.final_lsn, "tx_events": txn.messages}
         if self._watermarks:
             out["watermarks"] = WalOffset(0, watermarks=self._watermarks).to_map()["watermarks"]
         return out

@@ -52,8 +52,13 @@ def change_value(
     unchanged: list[str] | None,
 ) -> dict[str, Any]:
     """The envelope of one change of ``table`` in ``txn`` (at WAL position ``lsn``)."""
-    total, order = txn.place(table.topic)
-    source = dict(table.source_template)
+    topic = table.topic
+    txn.records = total = txn.records + 1
+    orders = txn.orders
+    orders[topic] = order = orders.get(topic, 0) + 1
+    # A copy, not ``dict(...)``: a dict of scalars made so is not tracked by the garbage
+    # collector (see ``_rowcode``).
+    source = table.source_template.copy()
     source["ts_ms"] = txn.ts_ms
     source["txId"] = txn.begin.xid
     source["lsn"] = lsn

@@ -21,6 +21,9 @@ from typing import BinaryIO
 from connectors.postgres import _pgoutput as pg
 
 _ENTRY = struct.Struct("!QI")  # WAL position, message length
+_XID = struct.Struct("!I")
+#: the messages that carry their (sub)transaction's xid first inside a stream block
+_WITH_XID = frozenset([b"R", b"Y", b"I", b"U", b"D", b"T", b"M"])
 _READ_SIZE = 1 << 20
 
 
@@ -47,6 +50,12 @@ class SpilledTransaction:
 
     def replay(self) -> Iterator[tuple[int, pg.PgOutputMessage]]:
         """The committed messages, in order, decoded, with their WAL positions."""
+        for lsn, message in self.replay_raw():
+            yield lsn, pg.decode_message(message, in_stream=True)
+
+    def replay_raw(self) -> Iterator[tuple[int, bytes]]:
+        """The committed messages, in order, as sent (xid field included), with their WAL
+        positions: those of aborted subtransactions left out."""
         self._file.flush()
         self._file.seek(0)
         buffer = b""
@@ -61,10 +70,11 @@ class SpilledTransaction:
                 start = position + _ENTRY.size
                 if len(buffer) - start < length:
                     break
-                message = pg.decode_message(buffer[start:start + length], in_stream=True)
+                message = buffer[start:start + length]
                 position = start + length
-                xid = getattr(message, "xid", None)
-                if xid is not None and xid in self.aborted:
+                if self.aborted and message[:1] in _WITH_XID and len(message) >= 5 and (
+                    _XID.unpack_from(message, 1)[0] in self.aborted
+                ):
                     continue
                 yield lsn, message
             buffer = buffer[position:]

@@ -11,7 +11,7 @@ all (it is null in ``after`` and named in the envelope's ``unchanged`` field).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,8 @@ class CapturedTable:
     key_indexes: tuple[int, ...]
     #: the stream tuple's column names, in order
     stream_columns: tuple[str, ...]
-    source_template: Mapping[str, Any]
+    #: the ``source`` block of its events, to be copied (``copy()``) and completed
+    source_template: dict[str, Any]
 
     def value_of_stream(self, values: Sequence[Any]) -> dict[str, Any]:
         """The row record of a loaded stream tuple."""
@@ -62,7 +63,7 @@ class CapturedTable:
     def source(self, *, ts_ms: int, snapshot: str, tx_id: int | None, lsn: int | None
                ) -> dict[str, Any]:
         """The ``source`` block of one event."""
-        block = dict(self.source_template)
+        block = self.source_template.copy()
         block["ts_ms"] = ts_ms
         block["snapshot"] = snapshot
         block["txId"] = tx_id
@@ -131,8 +132,9 @@ def captured_table(
             "ts_ms": 0,
             "snapshot": "false",
             "db": database,
-            "schema": table.schema,
-            "table": table.name,
+            # Plain str (not SQLAlchemy's quoted_name): see ``_rowcode``
+            "schema": str(table.schema) if table.schema is not None else None,
+            "table": str(table.name),
             "txId": None,
             "lsn": None,
         },

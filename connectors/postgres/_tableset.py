@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from connectors.postgres import _catalog as catalog
 from connectors.postgres._changes import RelationState
 from connectors.postgres._pgoutput import Relation
+from connectors.postgres._rowcode import relation_code
 from connectors.postgres._snapshotting import SnapshotTable, snapshot_table
 from connectors.postgres._tables import CapturedTable, captured_table
 from connectors.postgres._values import KeyText, RowLoader
@@ -114,7 +115,8 @@ class TableSet:
         oids = [c.type_oid for c in relation.columns]
         bases = catalog.base_types(control, oids)
         loader = RowLoader(catalog.driver(control), [bases.get(o, o) for o in oids], where=name)
-        return RelationState(relation, table, loader)
+        row, key = relation_code(table, loader)
+        return RelationState(relation, table, loader, row, key)
 
     # -- the watermark rule ----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ snapshot stores the last key read that way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -22,15 +22,21 @@ from liberate.errors import RecordError
 class RowLoader:
     """Loads the text values of one relation's tuples (in its column order)."""
 
-    __slots__ = ("_load", "type_oids", "where")
+    __slots__ = ("_load", "_transformer", "type_oids", "where")
 
     def __init__(self, context: psycopg.Connection[Any], type_oids: Sequence[int], *, where: str
                  ) -> None:
         transformer = Transformer(context)
         transformer.set_loader_types(list(type_oids), Format.TEXT)
+        self._transformer = transformer
         self._load = transformer.load_sequence
         self.type_oids = tuple(type_oids)
         self.where = where
+
+    def column_loads(self) -> list[Callable[[bytes], Any]]:
+        """The ``load`` of each column's loader: what ``load`` applies to a non-NULL value."""
+        get = self._transformer.get_loader
+        return [get(oid, Format.TEXT).load for oid in self.type_oids]
 
     def load(self, values: Sequence[bytes | None]) -> tuple[Any, ...]:
         """Python values of ``values`` (None stays None)."""
