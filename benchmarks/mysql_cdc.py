@@ -13,10 +13,20 @@ Contenders read the same binlog range, in the same run:
 - ``liberate source only``: ``poll()`` alone (binlog decoding and records), for the split;
 - ``mariadb-binlog -v``: the C tool decoding the binlog file to /dev/null;
 - ``python-mysql-replication``: ``BinLogStreamReader`` counting the updated rows (optional:
-  ``pip install mysql-replication``; skipped when it is not installed).
+  ``pip install mysql-replication``; skipped when it is not installed);
+- ``liberate at DIR`` (``--baseline DIR``, repeatable): the end-to-end contender of another
+  checkout of liberate (an older commit, say), run in a child process on the same binlog
+  range with the same GC thresholds: before/after figures from one run.
+
+The liberate contenders run with the cyclic GC's young threshold that ``liberate run`` sets
+while records flow (``liberate.runtime.pipeline``); ``--gc-threshold N`` sets another.
+python-mysql-replication runs with Python's defaults, as its users run it.
 
     python -m benchmarks.mysql_cdc [--rows 50000] [--repeat 1] [--skip-pymysqlreplication]
-        [--gc-threshold N]
+        [--gc-threshold N] [--workloads single,multi] [--profile] [--baseline DIR ...]
+
+``--profile`` runs the source-only contender once more under cProfile after the timed runs
+and prints the functions that took the most time of their own.
 
 Uses ``$LIBERATE_BENCH_MYSQL_URL`` (an admin URL of a server with a ROW binlog; the C tool then
 reads it remotely) or a throwaway MariaDB started with ``durable=True``.
@@ -25,14 +35,19 @@ reads it remotely) or a throwaway MariaDB started with ``durable=True``.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import importlib
+import json
 import os
+import pstats
 import shlex
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +61,7 @@ from benchmarks._harness import Measurement, machine, table, timed, timed_child
 from connectors.mysql import MySqlSource, MySqlSourceConfig
 from connectors.mysql.offsets import BinlogPosition
 from liberate.runtime._source_task import SourceTask
+from liberate.runtime.pipeline import GC_YOUNG_THRESHOLD
 from liberate.serde import RecordSerializer
 from liberate.streams.base import SourceOffset, partition_key
 from liberate.streams.embedded import EmbeddedBackend
@@ -161,6 +177,27 @@ def stored_offset(start: tuple[str, int]) -> dict[str, Any]:
     return {partition_key({"server": "bench"}): BinlogPosition(start[0], start[1]).to_map()}
 
 
+#: CPU seconds (user and system, every thread) of each in-process or baseline contender run,
+#: by contender: on a loaded machine they vary less than the wall time
+CPU_SECONDS: dict[str, list[float]] = {}
+
+
+def cpu_timed(name: str, rows: int, action: Callable[[], object]) -> Measurement:
+    """``timed``, also noting the CPU time this process spent in ``CPU_SECONDS``."""
+    before = time.process_time()
+    measured = timed(name, rows, action)
+    CPU_SECONDS.setdefault(name, []).append(time.process_time() - before)
+    return measured
+
+
+def cpu_summary(changes: int) -> str:
+    """The mean CPU time per row of each contender with CPU times, one line."""
+    return "CPU time per row (user + system, every thread), µs: " + "; ".join(
+        f"{name} {sum(seconds) / len(seconds) / changes * 1e6:.1f}"
+        for name, seconds in CPU_SECONDS.items()
+    )
+
+
 def liberate_end_to_end(server: Server, start: tuple[str, int], changes: int) -> Measurement:
     with tempfile.TemporaryDirectory() as tmp:
         backend = EmbeddedBackend(Path(tmp) / "streams.db", synchronous="NORMAL")
@@ -174,7 +211,7 @@ def liberate_end_to_end(server: Server, start: tuple[str, int], changes: int) ->
                 RecordSerializer(backend.registry()), threading.Event(), once=True,
                 schedule=None, max_retries=0,
             )
-            measured = timed("liberate", changes, task.run)
+            measured = cpu_timed("liberate", changes, task.run)
             if task.stats.error:
                 raise SystemExit(task.stats.error)
             written = sum(task.stats.per_topic.values())
@@ -199,12 +236,64 @@ def liberate_source_only(server: Server, start: tuple[str, int], changes: int) -
                 return
 
     try:
-        measured = timed("liberate source only", changes, drain)
+        measured = cpu_timed("liberate source only", changes, drain)
     finally:
         source.close()
     if count != changes:
         raise SystemExit(f"the source returned {count} records, expected {changes}")
     return measured
+
+
+@contextmanager
+def liberate_gc(threshold: int | None) -> Iterator[None]:
+    """The GC thresholds of the liberate contenders: ``liberate run``'s (a young threshold of
+    ``GC_YOUNG_THRESHOLD``), or ``threshold`` when given."""
+    before = gc.get_threshold()
+    gc.set_threshold(threshold or GC_YOUNG_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+#: run in the baseline's checkout: its end-to-end contender, printing the seconds it took
+_BASELINE = """
+import gc, json, sys, time
+from benchmarks.mysql_cdc import Server, liberate_end_to_end
+url, file, pos, changes, thresholds = json.loads(sys.argv[1])
+gc.set_threshold(*thresholds)
+before = time.process_time()
+seconds = liberate_end_to_end(Server(url, None), (file, pos), changes).seconds
+print(seconds, time.process_time() - before)
+"""
+
+
+def baseline_end_to_end(directory: Path, server: Server, start: tuple[str, int], changes: int
+                        ) -> Measurement:
+    """The end-to-end contender of the liberate checkout in ``directory`` (a child process
+    with this process's GC thresholds, which the caller has set for the liberate contenders).
+    """
+    arguments = json.dumps([server.url, start[0], start[1], changes, list(gc.get_threshold())])
+    done = subprocess.run(
+        [sys.executable, "-c", _BASELINE, arguments], cwd=directory, check=True,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(directory)},
+    )
+    seconds, cpu = (float(x) for x in done.stdout.strip().splitlines()[-1].split())
+    name = f"liberate at {directory}"
+    CPU_SECONDS.setdefault(name, []).append(cpu)
+    return Measurement(name, changes, seconds)
+
+
+def profile_source(server: Server, start: tuple[str, int], changes: int) -> None:
+    """The source-only contender under cProfile: the 25 functions with the most own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        liberate_source_only(server, start, changes)
+    finally:
+        profiler.disable()
+    print("\n### cProfile of liberate source only (by own time)\n")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
 def mariadb_binlog(server: Server, start: tuple[str, int], end: tuple[str, int], changes: int
@@ -266,17 +355,27 @@ def main() -> None:
     parser.add_argument("--skip-pymysqlreplication", action="store_true")
     parser.add_argument(
         "--gc-threshold", type=int, default=None,
-        help="gc.set_threshold(N) for this process: the cyclic GC's effect on the Python paths",
+        help="the young GC threshold of the liberate contenders (default: liberate run's)",
     )
+    parser.add_argument("--workloads", default="single,multi",
+                        help="comma-separated workloads to run (single, multi)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the source-only contender (cProfile)")
+    parser.add_argument("--baseline", type=Path, action="append", default=[],
+                        help="a checkout of another liberate version to run end to end too "
+                        "(repeatable)")
     args = parser.parse_args()
-    if args.gc_threshold is not None:
-        gc.set_threshold(args.gc_threshold)
+    kinds = [k.strip() for k in args.workloads.split(",") if k.strip()]
+    if not kinds or any(k not in ("single", "multi") for k in kinds):
+        parser.error("--workloads takes single and/or multi")
     changes = args.rows * TRANSACTIONS
+    with liberate_gc(args.gc_threshold):
+        liberate_thresholds = gc.get_threshold()
     print(f"# MySQL binlog CDC, {changes:,} row changes per workload ({machine()}, "
-          f"gc thresholds {gc.get_threshold()})")
+          f"gc thresholds: liberate {liberate_thresholds}, others {gc.get_threshold()})")
     with mysql_server() as server:
         prepare(server, args.rows)
-        for kind in ("single", "multi"):
+        for kind in kinds:
             start, end = workload(server, kind, args.rows)
             # InnoDB purges the workload's undo logs in the background for a few seconds:
             # let it finish so it does not compete with the first contender.
@@ -285,8 +384,12 @@ def main() -> None:
                   f" ({(end[1] - start[1]) / 1e6:.0f} MB)\n")
             measurements: list[Measurement] = []
             for _ in range(args.repeat):
-                measurements.append(liberate_end_to_end(server, start, changes))
-                measurements.append(liberate_source_only(server, start, changes))
+                with liberate_gc(args.gc_threshold):
+                    measurements.append(liberate_end_to_end(server, start, changes))
+                    for directory in args.baseline:
+                        measurements.append(
+                            baseline_end_to_end(directory, server, start, changes))
+                    measurements.append(liberate_source_only(server, start, changes))
                 measurements.append(mariadb_binlog(server, start, end, changes))
                 if not args.skip_pymysqlreplication:
                     found = python_mysql_replication(server, start, end, changes)
@@ -294,6 +397,13 @@ def main() -> None:
                         measurements.append(found)
                 time.sleep(0.5)
             print(table(measurements, "mariadb-binlog -v"))
+            print("\n" + cpu_summary(changes))
+            CPU_SECONDS.clear()
+            print("\nload average (1, 5, 15 min): " + ", ".join(
+                f"{load:.2f}" for load in os.getloadavg()))
+            if args.profile:
+                with liberate_gc(args.gc_threshold):
+                    profile_source(server, start, changes)
 
 
 if __name__ == "__main__":

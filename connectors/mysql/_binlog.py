@@ -93,6 +93,10 @@ _MARIADB_GTID_ENTRY = struct.Struct("<IIQ")
 _MYSQL_GTID = struct.Struct("<B16sQ")
 
 
+#: the bytes of one event: ``bytes`` from the replication connection, views in tests
+Event = bytes | memoryview
+
+
 class BinlogDecodeError(FatalError):
     """An event could not be decoded: the bytes do not have the expected layout."""
 
@@ -180,7 +184,7 @@ class Heartbeat:
     position: int
 
 
-def format_description(event: memoryview) -> FormatDescription:
+def format_description(event: Event) -> FormatDescription:
     """Decode a FORMAT_DESCRIPTION event (without its checksum trailer, like every event).
 
     On servers that support checksums the event ends with the checksum algorithm byte,
@@ -223,13 +227,13 @@ def _supports_checksum(server_version: str) -> bool:
     return (major, minor, patch) >= (5, 6, 1)
 
 
-def rotate(event: memoryview) -> Rotate:
+def rotate(event: Event) -> Rotate:
     position = _U64.unpack_from(event, HEADER_SIZE)[0]
     name = bytes(event[HEADER_SIZE + 8 :]).decode("utf-8")
     return Rotate(name, position)
 
 
-def query(event: memoryview) -> Query:
+def query(event: Event) -> Query:
     thread_id, _, db_len, error_code, status_len = _QUERY_POST_HEADER.unpack_from(
         event, HEADER_SIZE
     )
@@ -241,18 +245,18 @@ def query(event: memoryview) -> Query:
     return Query(thread_id, database, sql, error_code)
 
 
-def xid(event: memoryview) -> int:
+def xid(event: Event) -> int:
     value: int = _U64.unpack_from(event, HEADER_SIZE)[0]
     return value
 
 
-def mariadb_gtid(event: memoryview) -> MariadbGtid:
+def mariadb_gtid(event: Event) -> MariadbGtid:
     sequence, domain, flags = _MARIADB_GTID.unpack_from(event, HEADER_SIZE)
     server_id = _U32.unpack_from(event, 5)[0]
     return MariadbGtid(domain, server_id, sequence, flags)
 
 
-def mariadb_gtid_list(event: memoryview) -> list[MariadbGtid]:
+def mariadb_gtid_list(event: Event) -> list[MariadbGtid]:
     """The GTID_LIST at the start of each MariaDB binlog: the last GTID of every domain."""
     count = _U32.unpack_from(event, HEADER_SIZE)[0] & 0x0FFFFFFF
     offset = HEADER_SIZE + 4
@@ -264,14 +268,14 @@ def mariadb_gtid_list(event: memoryview) -> list[MariadbGtid]:
     return entries
 
 
-def mysql_gtid(event: memoryview) -> MysqlGtid:
+def mysql_gtid(event: Event) -> MysqlGtid:
     _, sid, number = _MYSQL_GTID.unpack_from(event, HEADER_SIZE)
     h = sid.hex()
     uuid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
     return MysqlGtid(uuid, number)
 
 
-def heartbeat(event: memoryview) -> Heartbeat:
+def heartbeat(event: Event) -> Heartbeat:
     """A HEARTBEAT (file name in the body, position in the header) or MySQL's HEARTBEAT_V2.
 
     HEARTBEAT_V2 (MySQL 8.0.26+, untested here) is a list of ``field u8, length, value`` with

@@ -159,7 +159,10 @@ class Catalog:
         topic = self.config.topic_for(*name)
         columns = _with_defaults(binlog_table(table_map), self._defaults_of(name, table_map))
         schema = table_schema(columns, namespace=topic)
-        codec = compile_row_codec(table_map, schema.fields, encodings=self.encodings)
+        key_fields = _key_fields(schema)
+        codec = compile_row_codec(
+            table_map, schema.fields, encodings=self.encodings, key_fields=key_fields
+        )
         snapshot = self.snapshot_tables.get(name)
         if snapshot is not None and _same(snapshot.schema, schema):
             key_schema, value_schema = snapshot.key_schema, snapshot.value_schema
@@ -170,7 +173,7 @@ class Catalog:
             value_schema = envelope_schema(schema.value_schema, SOURCE_SCHEMA)
         return CapturedTable(
             name=name, label=label, topic=topic, codec=codec,
-            key_fields=_key_fields(schema), key_schema=key_schema, value_schema=value_schema,
+            key_fields=key_fields, key_schema=key_schema, value_schema=value_schema,
             source=self._source(*name),
         )
 

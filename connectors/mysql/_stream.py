@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.mysql import _binlog as ev
 from connectors.mysql._ddl import Statement, StatementKind, TableName, classify
 from connectors.mysql._gtid import gtid_position
-from connectors.mysql._rowcodec import RowCodec, is_insert, is_update, rows
+from connectors.mysql._rowcodec import Keyed, Pair, RowCodec, decode_rows_event
 from connectors.mysql._tablemap import TableMap, table_map
 from connectors.mysql._window import SnapshotWindow
 from connectors.mysql.offsets import BinlogPosition
@@ -45,6 +45,9 @@ _IGNORED_EVENTS = frozenset({
     ev.MARIADB_ANNOTATE_ROWS, ev.MARIADB_BINLOG_CHECKPOINT, ev.MARIADB_GTID_LIST,
 })
 _LOG_EVENT_IGNORABLE_F = 0x80
+_ROWS_EVENTS = ev.ROWS_EVENTS
+_UPDATES = frozenset({ev.UPDATE_ROWS, ev.UPDATE_ROWS_V1})
+_INSERTS = frozenset({ev.WRITE_ROWS, ev.WRITE_ROWS_V1})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,20 +123,25 @@ class ChangeStream:
         self._records = 0
         self._last: SourceRecord | None = None
         self._offset = self._offset_map(self.boundary)
+        #: table id -> (TABLE_MAP after its header, the table or None when not captured)
         self._maps: dict[int, tuple[bytes, CapturedTable | None]] = {}
+        self._last_map = b""
+        #: table label -> its source block in the current transaction (see ``_rows``)
+        self._sources: dict[str, dict[str, Any]] = {}
         self._emitted: Mapping[str, Primitive] = self._offset
         self._emitted_at = time.monotonic()
         self.table_id_size = 6
 
     # -- feeding ------------------------------------------------------------------------------
 
-    def feed(self, events: list[memoryview], out: list[SourceRecord], now_ms: int) -> None:
+    def feed(self, events: Sequence[ev.Event], out: list[SourceRecord], now_ms: int) -> None:
         """Decode ``events`` (in order) and append their records to ``out``."""
+        rows_events, table_map_event = _ROWS_EVENTS, ev.TABLE_MAP
         for event in events:
             kind = event[4]
-            if kind in ev.ROWS_EVENTS:
+            if kind in rows_events:
                 self._rows(event, kind, out, now_ms)
-            elif kind == ev.TABLE_MAP:
+            elif kind == table_map_event:
                 self._table_map(event)
             elif kind == ev.XID:
                 self._commit(_HEADER(event)[4], out)
@@ -181,30 +189,40 @@ class ChangeStream:
 
     # -- events ---------------------------------------------------------------------------
 
-    def _table_id(self, event: memoryview) -> int:
+    def _table_id(self, event: ev.Event) -> int:
         if self.table_id_size == 6:
             low, high = _TABLE_ID(event, ev.HEADER_SIZE)
             return int(low | high << 32)
         return int.from_bytes(event[ev.HEADER_SIZE : ev.HEADER_SIZE + 4], "little")
 
-    def _table_map(self, event: memoryview) -> None:
-        # Every statement logs its TABLE_MAP again: decode it only when it changed.
+    def _table_map(self, event: ev.Event) -> None:
+        # Every statement logs its TABLE_MAP again: decode it only when it changed. The last
+        # one is checked first, by its bytes after the header (table id included).
+        body = bytes(event[ev.HEADER_SIZE :])
+        if body == self._last_map:
+            return
         table_id = self._table_id(event)
-        body = event[ev.HEADER_SIZE + self.table_id_size :]
         cached = self._maps.get(table_id)
         if cached is not None and cached[0] == body:
+            self._last_map = body
             return
         decoded = table_map(event, table_id_size=self.table_id_size,
                             mariadb=self.flavor == "mariadb", encodings=self.catalog.encodings)
         name = (decoded.database, decoded.table)
         entry = self.catalog.table(decoded) if self.catalog.captured(name) else None
-        self._maps[table_id] = (bytes(body), entry)
+        self._maps[table_id] = (body, entry)
+        self._last_map = body
 
-    def _rows(self, event: memoryview, kind: int, out: list[SourceRecord], now_ms: int) -> None:
-        mapped = self._maps.get(self._table_id(event))
+    def _rows(self, event: ev.Event, kind: int, out: list[SourceRecord], now_ms: int) -> None:
+        if self.table_id_size == 6:
+            low, high = _TABLE_ID(event, ev.HEADER_SIZE)
+            table_id = low | high << 32
+        else:
+            table_id = self._table_id(event)
+        mapped = self._maps.get(table_id)
         if mapped is None:
             raise ev.BinlogDecodeError(
-                f"a rows event names table id {self._table_id(event)} without a TABLE_MAP",
+                f"a rows event names table id {table_id} without a TABLE_MAP",
                 hint="the stream did not start at a transaction boundary: report this",
             )
         entry = mapped[1]
@@ -216,58 +234,87 @@ class ChangeStream:
                 "XA transactions are not supported",
                 hint="run changes to captured tables outside XA transactions",
             )
-        assert entry.codec is not None
-        images = rows(bytes(event), entry.codec, table_id_size=self.table_id_size)
-        timestamp, _, server_id, event_size, log_pos, _ = _HEADER(event)
+        codec = entry.codec
+        assert codec is not None
+        data = bytes(event)
+        timestamp, _, server_id, event_size, log_pos, _ = _HEADER(data)
         self.server_id = server_id
-        source = {
-            **entry.source, "ts_ms": timestamp * 1000, "file": self.file,
-            "pos": log_pos - event_size, "row": 0, "gtid": self.transaction_gtid,
-            "server_id": server_id,
-        }
-        if is_update(kind):
-            self._updates(entry, images, source, out, now_ms)
-            return
-        inserts = is_insert(kind)
-        key_fields = entry.key_fields
-        window = self.window
-        for index, row in enumerate(images):
-            key = {f: row[f] for f in key_fields}
-            if window is not None and window.drops(entry.label, key, self.boundary):
+        # The source block: the table's, with this transaction's file and GTID (made once per
+        # table and transaction), then this event's time, position and server.
+        gtid = self.transaction_gtid
+        template = self._sources.get(entry.label)
+        if template is None or template["gtid"] != gtid or template["file"] != self.file:
+            template = {**entry.source, "ts_ms": 0, "file": self.file, "pos": 0, "row": 0,
+                        "gtid": gtid, "server_id": 0}
+            self._sources[entry.label] = template
+        source = {**template}
+        source["ts_ms"] = timestamp * 1000
+        source["pos"] = log_pos - event_size
+        source["server_id"] = server_id
+        if kind in _UPDATES:
+            pairs = decode_rows_event(data, codec, self.table_id_size, codec.pairs)
+            self._updates(entry, pairs, source, out, now_ms)
+        else:
+            images = decode_rows_event(data, codec, self.table_id_size, codec.keyed)
+            self._images(entry, images, kind in _INSERTS, source, out, now_ms)
+
+    # The loops below build records inline (no call per record) on the paths every change
+    # takes; ``_records`` and ``_last`` live in locals meanwhile and are written back before
+    # a helper that uses them (``_delete``, ``_emit``) runs.
+
+    def _images(self, entry: CapturedTable, images: list[Keyed], inserts: bool,
+                source: dict[str, Any], out: list[SourceRecord], now_ms: int) -> None:
+        window, boundary, label = self.window, self.boundary, entry.label
+        for index, (row, key) in enumerate(images):
+            if window is not None and window.drops(label, key, boundary):
                 continue
             block = source if index == 0 else {**source, "row": index}
-            if inserts:
-                self._emit(out, entry, key, {
-                    "before": None, "after": row, "source": block, "op": "c",
-                    "ts_ms": now_ms, "transaction": None,
-                })
-            else:
+            if not inserts:
                 self._delete(out, entry, key, row, block, now_ms)
+                continue
+            self._records = records = self._records + 1
+            if records > self.skip:
+                self._last = record = SourceRecord(
+                    entry.topic, key,
+                    {"before": None, "after": row, "source": block, "op": "c",
+                     "ts_ms": now_ms, "transaction": None},
+                    entry.key_schema, entry.value_schema, self.partition,
+                    {**self._offset, "skip": records},
+                )
+                out.append(record)
 
-    def _updates(self, entry: CapturedTable, images: list[dict[str, Any]],
-                 source: dict[str, Any], out: list[SourceRecord], now_ms: int) -> None:
-        key_fields = entry.key_fields
-        window = self.window
-        for index in range(0, len(images), 2):
-            before, after = images[index], images[index + 1]
-            block = source if index == 0 else {**source, "row": index // 2}
-            key = {f: after[f] for f in key_fields}
-            if all(before[f] == key[f] for f in key_fields):
-                if window is not None and window.drops(entry.label, key, self.boundary):
+    def _updates(self, entry: CapturedTable, pairs: list[Pair], source: dict[str, Any],
+                 out: list[SourceRecord], now_ms: int) -> None:
+        window, boundary, label = self.window, self.boundary, entry.label
+        topic, key_schema, value_schema = entry.topic, entry.key_schema, entry.value_schema
+        partition, offset, skip = self.partition, self._offset, self.skip
+        append = out.append
+        records, last = self._records, self._last
+        for index, (before, after, key, old_key) in enumerate(pairs):
+            block = source if index == 0 else {**source, "row": index}
+            if old_key is None:
+                if window is not None and window.drops(label, key, boundary):
                     continue
-                self._emit(out, entry, key, {
-                    "before": before, "after": after, "source": block, "op": "u",
-                    "ts_ms": now_ms, "transaction": None,
-                })
+                records += 1
+                if records > skip:
+                    last = SourceRecord(
+                        topic, key,
+                        {"before": before, "after": after, "source": block, "op": "u",
+                         "ts_ms": now_ms, "transaction": None},
+                        key_schema, value_schema, partition, {**offset, "skip": records},
+                    )
+                    append(last)
                 continue
             # A key change is a delete of the old key and a create of the new one (as
             # Debezium does), so keyed consumers and compaction forget the old key.
-            old_key = {f: before[f] for f in key_fields}
-            if window is None or not window.drops(entry.label, old_key, self.boundary):
+            self._records, self._last = records, last
+            if window is None or not window.drops(label, old_key, boundary):
                 self._delete(out, entry, old_key, before, block, now_ms)
-            if window is None or not window.drops(entry.label, key, self.boundary):
+            if window is None or not window.drops(label, key, boundary):
                 self._emit(out, entry, key, change_value(
                     "c", before=None, after=after, source=block, ts_ms=now_ms))
+            records, last = self._records, self._last
+        self._records, self._last = records, last
 
     def _delete(self, out: list[SourceRecord], entry: CapturedTable, key: dict[str, Any],
                 before: dict[str, Any], source: dict[str, Any], now_ms: int) -> None:
@@ -288,13 +335,13 @@ class ChangeStream:
         out.append(record)
         self._last = record
 
-    def _mariadb_gtid(self, event: memoryview) -> None:
+    def _mariadb_gtid(self, event: ev.Event) -> None:
         gtid = ev.mariadb_gtid(event)
         self.transaction_gtid = gtid.text
         self.in_transaction = not gtid.standalone
         self._xa = bool(gtid.flags & ev.MARIADB_FL_PREPARED_XA)
 
-    def _query(self, event: memoryview, out: list[SourceRecord], now_ms: int) -> None:
+    def _query(self, event: ev.Event, out: list[SourceRecord], now_ms: int) -> None:
         query = ev.query(event)
         statement = classify(query.sql, query.database)
         if statement.kind is StatementKind.TRANSACTION:
@@ -329,7 +376,7 @@ class ChangeStream:
         return names
 
     def _captured_statement(self, statement: Statement, touched: list[TableName], sql: str,
-                            event: memoryview, out: list[SourceRecord], now_ms: int) -> None:
+                            event: ev.Event, out: list[SourceRecord], now_ms: int) -> None:
         where = ", ".join(f"{db}.{table}" for db, table in touched)
         if statement.kind is StatementKind.DML:
             raise FatalError(
@@ -354,8 +401,9 @@ class ChangeStream:
             tid: mapped for tid, mapped in self._maps.items()
             if mapped[1] is None or mapped[1].name not in touched
         }
+        self._last_map = b""
 
-    def _truncate(self, name: TableName, event: memoryview, out: list[SourceRecord],
+    def _truncate(self, name: TableName, event: ev.Event, out: list[SourceRecord],
                   now_ms: int) -> None:
         entry = next(
             (mapped[1] for mapped in self._maps.values()
@@ -371,14 +419,14 @@ class ChangeStream:
         self._emit(out, entry, None, change_value(
             "t", before=None, after=None, source=source, ts_ms=now_ms))
 
-    def _rotate(self, event: memoryview) -> None:
+    def _rotate(self, event: ev.Event) -> None:
         rotate = ev.rotate(event)
         artificial = _HEADER(event)[4] == 0 or event[17] & ev.LOG_EVENT_ARTIFICIAL_F
         self.file = rotate.file
         if not artificial and not self.in_transaction:
             self._move_boundary(rotate.file, rotate.position)
 
-    def _heartbeat_event(self, event: memoryview) -> None:
+    def _heartbeat_event(self, event: ev.Event) -> None:
         beat = ev.heartbeat(event)
         if not beat.file:
             return
@@ -419,7 +467,7 @@ class ChangeStream:
             offset["snapshot"] = self.window.progress_text
         return offset
 
-    def _unsupported(self, event: memoryview, kind: int) -> None:
+    def _unsupported(self, event: ev.Event, kind: int) -> None:
         what = ev.UNSUPPORTED_EVENTS.get(kind, f"an event of unknown type {kind}")
         if kind in ev.MARIADB_ROWS_COMPRESSED:
             table_id = int.from_bytes(

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from decimal import Context, Decimal
+from typing import NoReturn
 
 from liberate.errors import RecordError
 
 _UTC = dt.UTC
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+#: TIMESTAMP values count seconds from here
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 #: bytes of the fractional part of a temporal value, by fractional digits
 FRACTION_BYTES = (0, 1, 1, 2, 2, 3, 3)
@@ -59,16 +61,19 @@ def decimal_reader(precision: int, scale: int) -> Callable[[bytes], Decimal]:
     size = decimal_size(precision, scale)
     top = 1 << (size * 8 - 1)
     invert = ((1 << size * 8) - 1) ^ top
-    groups = decimal_groups(precision, scale)
+    # (shift, mask, 10 ** digits) of each group, most significant first
+    groups = tuple((shift, mask, 10**digits)
+                   for shift, mask, digits in decimal_groups(precision, scale))
+    exponent = -scale
 
     def read(raw: bytes) -> Decimal:
         n = int.from_bytes(raw, "big")
         negative = not n & top
         n ^= invert if negative else top
         value = 0
-        for shift, mask, digits in groups:
-            value = value * 10**digits + (n >> shift & mask)
-        return Decimal(-value if negative else value).scaleb(-scale, DECIMAL_CONTEXT)
+        for shift, mask, weight in groups:
+            value = value * weight + (n >> shift & mask)
+        return Decimal(-value if negative else value).scaleb(exponent, DECIMAL_CONTEXT)
 
     return read
 
@@ -82,16 +87,6 @@ def fraction(raw: bytes, offset: int, fsp: int) -> int:
     if fsp <= 4:
         return (raw[offset] << 8 | raw[offset + 1]) * 100
     return raw[offset] << 16 | raw[offset + 1] << 8 | raw[offset + 2]
-
-
-def timestamp_reader(fsp: int) -> Callable[[bytes], dt.datetime]:
-    """A reader of TIMESTAMP2 (seconds since the epoch, big-endian, then the fraction)."""
-
-    def read(raw: bytes) -> dt.datetime:
-        seconds = int.from_bytes(raw[:4], "big")
-        return timestamp_seconds(seconds, fraction(raw, 4, fsp))
-
-    return read
 
 
 def datetime_reader(fsp: int) -> Callable[[bytes], dt.datetime]:
@@ -122,8 +117,13 @@ def date(value: int) -> dt.date:
 
 def timestamp_seconds(seconds: int, micros: int) -> dt.datetime:
     if seconds == 0 and micros == 0:
-        raise zero_date("0000-00-00 00:00:00")
-    return _EPOCH + dt.timedelta(0, seconds, micros)
+        zero_timestamp()
+    return EPOCH + dt.timedelta(0, seconds, micros)
+
+
+def zero_timestamp() -> NoReturn:
+    """Refuse the zero TIMESTAMP (0 seconds since the epoch, no fraction)."""
+    raise zero_date("0000-00-00 00:00:00")
 
 
 def time2(data: bytes, pos: int, fsp: int) -> int:
