@@ -29,7 +29,8 @@ def _read(backend: KafkaBackend, topic: str, start: int) -> list[ConsumedRecord]
     tp = TopicPartition(topic, 0)
     consumer = backend.consumer(f"resume-{uuid.uuid4().hex[:8]}", topics=[topic],
                                 on_assign=lambda parts: dict.fromkeys(parts, start))
-    end = backend.topics()[0].end_offsets[0]
+    (info,) = [t for t in backend.topics() if t.name == topic]  # the broker is shared
+    end = info.end_offsets[0]
     got: list[ConsumedRecord] = []
     try:
         deadline = time.monotonic() + 20

@@ -66,6 +66,9 @@ def test_status_reports_wal_bytes_rows_and_row_age_behind_and_sink_lag_per_topic
     _run_once(path)
     # Changes the sources have not read yet, and a sink that has written nothing.
     with psycopg.connect(postgres_url, autocommit=True) as conn:
+        # The test cluster runs with synchronous_commit off, where pg_current_wal_lsn() (WAL
+        # written) trails the inserts under load: this commit waits until its WAL is written.
+        conn.execute("SET synchronous_commit = on")
         conn.execute("INSERT INTO items SELECT g, repeat('x', 500) FROM generate_series(6, 500) g")
     with sqlite3.connect(shop) as conn:
         conn.executemany("INSERT INTO orders VALUES (?, '2024-01-01 00:00:00')",
