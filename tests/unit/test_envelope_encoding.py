@@ -340,3 +340,27 @@ def test_source_positions_equal_or_not_to_the_previous_ones_are_written_as_fasta
     value["source"].update(server_id=float(2**33))  # equal to the cached int, but a float
     with pytest.raises(RecordError, match=r"source\.server_id"):
         encode(1, MYSQL_ENVELOPE, value)
+
+
+def test_interleaved_creates_updates_and_deletes_keep_their_own_op_and_images() -> None:
+    """One transaction's events share one source template (as connectors/mysql builds them):
+    each event still carries its own op, before and after, in any order of c, u and d."""
+    template = {**mysql_value(0)["source"]}
+    ops = ["c", "u", "d", "u", "u", "c", "d", "d", "c", "u"] * 3
+    for i, op in enumerate(ops):
+        source = {**template, "pos": 4 + 100 * i, "row": i % 3}
+        value = change_value(
+            op,  # type: ignore[arg-type]
+            before=None if op == "c" else row(i, "old"),
+            after=None if op == "d" else row(i),
+            source=source, ts_ms=1_764_189_901_123,
+        )
+        encoded = compiled_bytes(MYSQL_ENVELOPE, value)
+        assert encoded == fastavro_bytes(MYSQL_ENVELOPE, value), (i, op)
+        decoded = fastavro.schemaless_reader(
+            io.BytesIO(encoded), fastavro.parse_schema(MYSQL_ENVELOPE.schema)
+        )
+        assert isinstance(decoded, dict)
+        assert decoded["op"] == op
+        assert (decoded["before"] is None) == (op == "c")
+        assert (decoded["after"] is None) == (op == "d")
