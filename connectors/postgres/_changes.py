@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 #: frames taken from the connection at a time
 READ_CHUNK = 512
 _U32 = struct.Struct("!I").unpack_from
+_U64 = struct.Struct("!Q").unpack_from
 #: how long a poll waits for the first frame when there is nothing to return
 IDLE_WAIT_S = 0.5
 #: how often positions are confirmed even when they did not move (keeps the walsender happy)
@@ -256,12 +257,12 @@ class ChangeStream:
     # -- frames --------------------------------------------------------------------------------
 
     def _handle(self, frame: bytes) -> None:
-        lsn = pg.xlog_start(frame)
-        if lsn is None:
+        if frame[0] != 0x77:  # not XLogData ('w'): ``pg.xlog_start`` is None
             decoded = pg.decode_frame(frame)
             if isinstance(decoded, pg.Keepalive):
                 self._keepalive(decoded)
             return
+        lsn: int = _U64(frame, 1)[0]  # ``pg.xlog_start``, inline
         if lsn > self.received_lsn:
             self.received_lsn = lsn
         block = self._in_block
@@ -596,6 +597,11 @@ class ChangeStream:
         unchanged: list[str] | None = None,
     ) -> None:
         value = change_value(table, txn, op, before, after, lsn, unchanged)
+        # ``_offset(txn)``, inline for the common case (no snapshot watermarks pending).
+        offset = self._offset(txn) if self._watermarks else {
+            "lsn": self._resume_lsn, "txId": self._resume_xid,
+            "tx_lsn": txn.begin.final_lsn, "tx_events": txn.messages,
+        }
         record = SourceRecord(
             table.topic,
             key,
@@ -603,7 +609,7 @@ class ChangeStream:
             table.key_schema if key is not None else None,
             table.value_schema,
             self.partition,
-            self._offset(txn),
+            offset,
             (),
             txn.ts_ms,
         )

@@ -24,10 +24,13 @@ text is that text without the separators' spaces (see ``compact_jsonb``).
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from psycopg import BaseConnection
 
 from connectors.postgres._tables import CapturedTable
 from connectors.postgres._values import RowLoader
@@ -41,6 +44,15 @@ KeyCode = Callable[[dict[str, Any]], dict[str, Any]]
 Load = Callable[[Any], Any]
 
 JSONB_OID = 3802
+TIMESTAMPTZ_OID = 1184
+#: time zones whose offset is always 0 (IANA names and links of UTC)
+_UTC_ZONES = frozenset({
+    "UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu",
+    "GMT", "Etc/GMT", "GMT0", "Etc/GMT0", "GMT+0", "Etc/GMT+0", "GMT-0", "Etc/GMT-0",
+    "Greenwich", "Etc/Greenwich",
+})
+_TIMESTAMPTZ_PROBES = (b"2024-03-31 01:30:00.5+02", b"1999-12-31 23:59:59.999999-11",
+                       b"2000-01-01 00:00:00+00")
 #: below this length no number in a document can reach Python's int digit limit (4300), which
 #: ``compact_json`` (through ``int()``) refuses
 _SHORT_JSON = 4300
@@ -54,15 +66,66 @@ def relation_code(table: CapturedTable, loader: RowLoader) -> tuple[RowCode, Key
     for i, oid in enumerate(loader.type_oids):
         if oid == JSONB_OID and loader_writes_compact_jsonb(loads[i]):
             loads[i] = compact_jsonb
+        elif oid == TIMESTAMPTZ_OID:
+            loads[i] = utc_timestamptz(loads[i], loader.connection)
     schema = table.schema
     layout = schema.row_value(()).layout
+    types = {spec["name"]: spec["type"] for spec in schema.row_fields}
     plan = []
     for name in schema.fields:
         step = layout.plan_of(name)  # its position: in the schema's columns
         column = table.positions[step.position] if table.positions is not None else step.position
-        plan.append((name, column, step.convert, step.unchanged))
+        keep = step.unchanged
+        if keep is None and step.keeps_ready and _is_timestamp(types.get(name)):
+            # ``keeps_avro_ready``: an aware datetime is returned as it is.
+            keep = AWARE
+        plan.append((name, column, step.convert, keep))
     keys = [schema.fields[schema.columns.index(c)] for c in schema.key_columns]
     return row_code(loads, plan), key_code(keys)
+
+
+class _Aware:
+    """Marks a converter that returns an aware ``datetime`` as it is (in ``row_code``'s plan,
+    the place of the type it returns unchanged)."""
+
+
+AWARE: type = _Aware
+
+
+def _is_timestamp(field_type: Any) -> bool:
+    """Whether an Avro field type (maybe nullable) is ``timestamp-micros``."""
+    if isinstance(field_type, list):
+        others = [branch for branch in field_type if branch != "null"]
+        if len(others) != 1:
+            return False
+        field_type = others[0]
+    return (isinstance(field_type, dict) and field_type.get("type") == "long"
+            and field_type.get("logicalType") == "timestamp-micros")
+
+
+def utc_timestamptz(load: Load, connection: BaseConnection[Any] | None) -> Load:
+    """A timestamptz loader equal to ``load`` whose datetimes are in ``datetime.UTC``, when the
+    connection's time zone is UTC by another name (the server default ``Etc/UTC`` is a
+    ``ZoneInfo``): the same instants, so the same Avro values, and both the loading and the
+    encoding (``datetime - EPOCH``) skip the zone's lookups. ``load`` itself otherwise.
+    """
+    loader = getattr(load, "__self__", None)
+    if loader is None or connection is None:
+        return load
+    try:
+        zone = connection.info.timezone
+        datestyle = connection.pgconn.parameter_status(b"DateStyle") or b""
+        if str(getattr(zone, "key", "")) not in _UTC_ZONES or not datestyle.startswith(b"ISO"):
+            return load
+        # Without a connection a loader reads ISO text into UTC datetimes.
+        utc: Load = type(loader)(TIMESTAMPTZ_OID, None).load
+        for probe in _TIMESTAMPTZ_PROBES:
+            made, given = utc(probe), load(probe)
+            if made != given or made.tzinfo is not dt.UTC:
+                return load
+    except Exception:  # a loader of another kind: keep it
+        return load
+    return utc
 
 
 def compact_jsonb(data: bytes) -> str:
@@ -127,12 +190,14 @@ def row_code(
     """The generated reader of tuples of ``len(loads)`` columns (``loads[i]`` loads column i).
 
     ``plan`` lists the record's fields in order: (field name, stream column index, converter
-    or None, the type the converter returns unchanged or None), as ``TableSchema.value_of``
-    applies them. The function takes the message and the position of the tuple's column count;
-    it returns None for a tuple it does not take (see the module docstring).
+    or None, the type the converter returns unchanged or None, or ``AWARE`` for one that
+    returns aware datetimes unchanged), as ``TableSchema.value_of`` applies them. The
+    function takes the message and the position of the tuple's column count; it returns None
+    for a tuple it does not take (see the module docstring).
     """
     count = len(loads)
-    namespace: dict[str, Any] = {"u32": _U32.unpack_from, "COUNT": struct.pack("!h", count)}
+    namespace: dict[str, Any] = {"u32": _U32.unpack_from, "COUNT": struct.pack("!h", count),
+                                 "datetime": dt.datetime}
     used = {column for _, column, _, _ in plan}
     lines = ["if buf[pos:pos + 2] != COUNT:", "    return None", "pos += 2", "try:"]
     for i, load in enumerate(loads):
@@ -149,7 +214,10 @@ def row_code(
         value = f"c{column}"
         if convert is not None:
             namespace[f"V{n}"] = convert
-            if keep is not None:
+            if keep is AWARE:
+                lines += [f"if {value} is not None and (type({value}) is not datetime"
+                          f" or {value}.tzinfo is None):"]
+            elif keep is not None:
                 namespace[f"T{n}"] = keep
                 lines += [f"if {value} is not None and type({value}) is not T{n}:"]
             else:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import BaseConnection
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.pq import Format
 
@@ -32,6 +33,11 @@ class RowLoader:
         self._load = transformer.load_sequence
         self.type_oids = tuple(type_oids)
         self.where = where
+
+    @property
+    def connection(self) -> BaseConnection[Any] | None:
+        """The connection whose adaptation context the loaders use."""
+        return self._transformer.connection
 
     def column_loads(self) -> list[Callable[[bytes], Any]]:
         """The ``load`` of each column's loader: what ``load`` applies to a non-NULL value."""

@@ -169,9 +169,11 @@ def record_writer(node: dict[str, Any], compiler: _Compiler, slow: Write) -> Wri
     ``get``. In the records whose values repeat from one datum to the next (``_repeats``: the
     Debezium ``source`` and ``transaction`` blocks, the envelope's ``op``), each run of
     string fields keeps the bytes it wrote for the last values it saw and writes them again
-    when it is given the very same objects (and each int field of a ``source`` block, for an
-    equal int). A record held by two fields (``before`` and ``after``) writes the second's
-    values that equal the first's (``_REUSABLE``) as a copy of the first's bytes.
+    when it is given the very same objects (in a ``source`` block the runs take its int
+    fields too, for an equal int, except the positions that move with every event,
+    ``_MOVING``, written as they are). A record held by two fields (``before`` and
+    ``after``) writes the second's values that equal the first's (``_REUSABLE``) as a copy of
+    the first's bytes.
     """
     namespace = _namespace()
     code = _RecordCode(compiler, namespace)
@@ -193,6 +195,9 @@ def record_writer(node: dict[str, Any], compiler: _Compiler, slow: Write) -> Wri
 _INLINE_FIELDS = 2000
 # Matches no value: the first datum of a run cache always misses.
 _NOTHING = object()
+#: the int fields of a Debezium ``source`` block that move with every event (the WAL or binlog
+#: position within a transaction): written as they are, outside the cached runs
+_MOVING = frozenset({"lsn", "pos", "row", "sequence", "event"})
 
 
 def _repeats(name: str) -> bool:
@@ -247,22 +252,24 @@ class _RecordCode:
         self.open.append(name)
         # (Not in a record copied field by field: a run has no field positions.)
         repeats = _repeats(name) and not mark and peer is None
-        run: list[tuple[int, list[str]]] = []
+        source = repeats and name.endswith(".Source")
+        run: list[tuple[int, list[str], bool]] = []
         seen: dict[str, int] = {}  # nested records written inline: their first field number
         twice = self._repeated_records(fields)
         for j, (k, field) in enumerate(zip(numbers, fields, strict=True)):
             kind = self._scalar_kind(field["type"]) if repeats else None
             if kind == "string":
                 run.append((k, _field_code(k, field["type"], FieldPlan(k), self.compiler,
-                                           namespace)))
+                                           namespace), False))
+                continue
+            if source and kind in ("int", "long") and field["name"] not in _MOVING:
+                # Timestamps and transaction ids: equal from one event to the next, mostly,
+                # so in the run of the strings around them.
+                run.append((k, _field_code(k, field["type"], FieldPlan(k), self.compiler,
+                                           namespace), True))
                 continue
             lines += self._cached(run)
             run = []
-            if kind in ("int", "long") and name.endswith(".Source"):
-                # Positions and timestamps: equal from one event to the next, mostly.
-                code = _field_code(k, field["type"], FieldPlan(k), self.compiler, namespace)
-                lines += self._cached([(k, code)], equal_ints=True)
-                continue
             code = self.field(k, field["type"], seen, twice)
             if peer is not None:
                 end = f"p{peer + j + 1}" if j + 1 < len(fields) else f"q{peer}"
@@ -329,28 +336,24 @@ class _RecordCode:
         nullable, inner = _unwrap(field_type)
         return _inline_kind(inner) if nullable is not None else None
 
-    def _cached(self, run: list[tuple[int, list[str]]], *, equal_ints: bool = False
-                ) -> list[str]:
+    def _cached(self, run: list[tuple[int, list[str], bool]]) -> list[str]:
         """The code of a run of fields, its bytes cached by the identity of its values.
 
-        ``equal_ints``: an ``int`` equal to the cached one (of exactly that type: not a bool)
-        takes the cached bytes too. The cache holds one tuple (the values, then their bytes),
-        replaced whole: a thread reading it while another replaces it sees the old tuple or
-        the new one.
+        A field whose flag is set takes the cached bytes for an ``int`` equal to the cached one
+        too (of exactly that type: not a bool). The cache holds one tuple (the values, then
+        their bytes), replaced whole: a thread reading it while another replaces it sees the
+        old tuple or the new one.
         """
         if not run:
             return []
-        numbers = [k for k, _ in run]
+        numbers = [k for k, _, _ in run]
         cell = f"cache{numbers[0]}"
         self.namespace[cell] = [(*(_NOTHING for _ in numbers), b"")]
-        if equal_ints:
-            same = " and ".join(
-                f"(v{k} is c[{j}] or (type(v{k}) is int and type(c[{j}]) is int"
-                f" and v{k} == c[{j}]))"
-                for j, k in enumerate(numbers)
-            )
-        else:
-            same = " and ".join(f"v{k} is c[{j}]" for j, k in enumerate(numbers))
+        same = " and ".join(
+            f"(v{k} is c[{j}] or (type(v{k}) is int and type(c[{j}]) is int"
+            f" and v{k} == c[{j}]))" if equal_int else f"v{k} is c[{j}]"
+            for j, (k, _, equal_int) in enumerate(run)
+        )
         values = "".join(f"v{k}, " for k in numbers)
         return [
             f"c = {cell}[0]",
@@ -358,7 +361,7 @@ class _RecordCode:
             f"    out += c[{len(numbers)}]",
             "else:",
             "    s = len(out)",
-            _indent([line for _, code in run for line in code]),
+            _indent([line for _, code, _ in run for line in code]),
             f"    {cell}[0] = ({values}bytes(out[s:]))",
         ]
 
