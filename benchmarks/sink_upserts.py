@@ -56,6 +56,7 @@ from liberate.runtime import Pipeline, open_backend
 from liberate.schema.avro import AvroSchema
 from liberate.serde import RecordSerializer
 from liberate.streams.embedded import EmbeddedBackend
+from sinks.sql.config import SqlSinkConfig
 
 TOPIC = "bench.upserts"
 TABLE = "upserts"
@@ -326,7 +327,7 @@ def main() -> None:
     args = parser.parse_args()
     targets: Sequence[str] = args.targets.split(",")
     count = args.rows
-    batch = args.batch_size or 5000
+    batch = args.batch_size or SqlSinkConfig.model_fields["batch_size"].default
     print(f"# SQL sink: {count:,} upserts (half updates) from the embedded stream ({machine()})")
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sink-bench-")))

@@ -12,6 +12,7 @@ their offsets past them; other sinks stop at them, as before.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import Counter
@@ -368,6 +369,12 @@ class _Writer:
         self._task = task
         self._pool = ThreadPoolExecutor(1, f"sink-write:{task.sink.name}") if read_ahead \
             else None
+        # A sink whose writing thread mostly waits on its database may ask for a shorter GIL
+        # switch interval (``switch_interval_s``): back from a round trip, that thread then
+        # waits less for the reading thread to let go of the GIL (Python's default: 5 ms).
+        interval = getattr(task.sink, "switch_interval_s", None)
+        if read_ahead and isinstance(interval, float) and sys.getswitchinterval() > interval:
+            sys.setswitchinterval(interval)  # process-wide, kept
         self._flight: tuple[list[ConsumedRecord], Future[None]] | None = None
 
     def submit(self, batch: list[ConsumedRecord], records: list[SinkRecord] | _Transcoded

@@ -21,6 +21,7 @@ so such a batch goes the decoding path too.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -176,22 +177,27 @@ class FastWriter:
         self._parking = parking  # set when errors.tolerance is all: parked keys block
         self._statements: dict[tuple[int, int], _Statements] = {}
         self._conn: Connection | None = None
+        self._staged: set[str] = set()  # the CREATE of each staging table of the connection
+        self._serials = itertools.count(1)  # staging table names are never reused
         self._store_sql, _ = self._compiled(offsets.upsert, list(offsets.table.c.keys()))
+        self._parked_sql = None if parking is None else self._compiled(parking.count_query())
 
     def write(self, batch: FastBatch, decode: Decode) -> None:
         """Write ``batch`` and its offsets in one transaction; ``FallBack`` when it must take
         the decoding path (nothing was written then).
 
-        Round trips are few (under load each one waits for the server to be scheduled): the
-        writer keeps its own connection (no pool checkout and ping per batch), and the
-        statements that return nothing needed go in psycopg pipelines: the offsets read with
-        the staging tables' creation, then the COPYs, then the merges with the offsets, then
-        the commit.
+        Round trips are few (each one leaves the server idle until this thread is scheduled
+        again): the writer keeps its own connection (no pool checkout and ping per batch) and
+        its staging tables (created once per connection, emptied by each commit), and the
+        statements that return nothing needed go in psycopg pipelines: the offsets read (with
+        the parked-records count), then the COPYs, then the merges with the offsets and the
+        commit.
         """
         layouts = self._layouts(batch, decode)
         span = Span.of(batch.records)
         prepared = [self._prepared(rows.transcoder, layout)
                     for rows, layout in zip(batch.tables, layouts, strict=True)]
+        created: list[str] = []
         try:
             conn = self._connection()
             driver = conn.connection.driver_connection
@@ -199,15 +205,21 @@ class FastWriter:
             with conn.begin():
                 read_sql, read_params = self._compiled(self._offsets.query(span.topics(),
                                                                            lock=True))
-                with driver.pipeline() as pipeline, driver.cursor() as read:
+                with driver.pipeline() as pipeline, driver.cursor() as read, \
+                        driver.cursor() as parked:
                     read.execute(read_sql, read_params)
+                    if self._parked_sql is not None:
+                        parked.execute(*self._parked_sql)
                     for statements in prepared:
-                        driver.execute(statements.create)
+                        if statements.create not in self._staged:
+                            driver.execute(statements.create)
+                            created.append(statements.create)
                     pipeline.sync()
                     stored = self._offsets.stored(read.fetchall())
+                    parked_count = parked.fetchone() if self._parked_sql is not None else None
                 if not span.all_from(stored):
                     raise FallBack("a replay of records written already")
-                if self._parking is not None and self._parking.count(conn):
+                if parked_count is not None and parked_count[0]:
                     raise FallBack("parked keys")
                 for rows, statements in zip(batch.tables, prepared, strict=True):
                     with driver.cursor() as cursor, cursor.copy(statements.copy) as copy:
@@ -220,16 +232,19 @@ class FastWriter:
                             cursor.execute(*statements.delete)
                     cursor.executemany(self._store_sql,
                                        self._offsets.store_rows(span.next_offsets()))
+                    driver.commit()  # queued with them: one round trip for the lot
         except FallBack:
             raise
         except Exception as exc:  # a refused row, a lost connection...: the decoding path
             self.close()  # a fresh connection next time, whatever state this one is in
             log.debug("fast path of a batch failed (%s): the decoding path writes it", exc)
             raise FallBack(str(exc)) from exc
+        self._staged.update(created)  # committed: they stay for the connection's life
 
     def close(self) -> None:
         """Release the writer's connection."""
         conn, self._conn = self._conn, None
+        self._staged.clear()  # temporary tables: gone with their connection
         if conn is not None:
             try:
                 conn.invalidate()
@@ -276,7 +291,7 @@ class FastWriter:
             if len(self._statements) >= _MAX_TRANSCODERS:
                 self._statements.clear()
             statements = self._statements[cache_key] = _statements(
-                found, layout, self._dialect, len(self._statements) + 1, self._compiled)
+                found, layout, self._dialect, next(self._serials), self._compiled)
         return statements
 
 
@@ -285,8 +300,8 @@ Compiled = tuple[str, dict[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    """One table's statements, as the driver runs them (the staging table is dropped at the
-    commit: ON COMMIT DROP)."""
+    """One table's statements, as the driver runs them (the staging table, created once per
+    connection, is emptied by each commit: ON COMMIT DELETE ROWS)."""
 
     create: str
     copy: Any  # psycopg.sql.Composed
@@ -309,7 +324,7 @@ def _statements(found: Transcoder, layout: RowLayout, dialect: Dialect, serial: 
         sa.Column(flag, sa.Boolean()),  # first, as ``_transcode`` writes it
         *[sa.Column(c.name, c.type) for c in found.columns],
         prefixes=["TEMPORARY"],
-        postgresql_on_commit="DROP",
+        postgresql_on_commit="DELETE ROWS",
     )
 
     def staged(name: str, scale: int | None) -> sa.ColumnElement[Any]:

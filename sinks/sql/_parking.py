@@ -114,9 +114,12 @@ class ParkedStore:
 
     def count(self, conn: Connection) -> int:
         """How many records this sink has parked."""
-        c = self.table.c
-        found = conn.execute(sa.select(sa.func.count()).where(c.sink == self.sink)).scalar()
+        found = conn.execute(self.count_query()).scalar()
         return int(found or 0)
+
+    def count_query(self) -> sa.Select[Any]:
+        """The query of ``count``."""
+        return sa.select(sa.func.count()).where(self.table.c.sink == self.sink)
 
     def remove(self, conn: Connection, records: Collection[ParkedRecord]) -> None:
         """Delete ``records`` (by their stream coordinates)."""

@@ -127,7 +127,7 @@ class SqlSinkConfig(SinkConfig, DatabaseSettings):
         default_factory=ErrorSettings, description="Dead-letter policy for unwritable records"
     )
     batch_size: int = Field(
-        default=5000,
+        default=10_000,
         gt=0,
         le=1_000_000,
         description="Most records written in one transaction (one write call)",

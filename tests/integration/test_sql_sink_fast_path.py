@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from liberate.errors import RecordError
 from liberate.records import ConsumedRecord, SourceRecord
@@ -244,6 +245,35 @@ def test_a_replayed_batch_goes_the_decoding_path_and_writes_nothing_twice(
     assert read_rows(postgres_url, "orders") == [row(1, "changed since"), row(2, "changed since")]
 
 
+def test_a_staging_table_lives_as_long_as_its_connection_and_each_commit_empties_it(
+    postgres_url: str, open_sink: Any, stream: Stream
+) -> None:
+    first = open_sink()
+    replayed = stream.records([order(1, "new"), order(2, "new")])
+    fast_write(first, stream, replayed)
+    # Another instance of the sink: its first batch (a replay) creates its staging table in
+    # a transaction that then rolls back, so the table must be created again after it.
+    second = open_sink()
+    prepared = second.transcode(replayed, stream.deserializer.schema)
+    assert second._fast is not None
+    with pytest.raises(FallBack):
+        second._fast.write(prepared, stream.deserializer.deserialize)
+    for i in range(3, 6):
+        fast_write(second, stream, stream.records([order(1, f"v{i}"), order(i, "new")]))
+    assert second._fast._conn is not None
+    driver = second._fast._conn.connection.driver_connection
+    assert driver is not None
+    names = [r[0] for r in driver.execute(
+        "SELECT relname FROM pg_class WHERE relpersistence = 't' AND relkind = 'r'"
+        " AND relnamespace = pg_my_temp_schema()").fetchall()]
+    assert len(names) == 1  # created once, for every batch of the connection
+    assert driver.execute(sql.SQL("SELECT count(*) FROM {}").format(
+        sql.Identifier(names[0]))).fetchone() == (0,)
+    driver.rollback()
+    assert read_rows(postgres_url, "orders") == [
+        row(1, "v5"), row(2, "new"), row(3, "new"), row(4, "new"), row(5, "new")]
+
+
 def test_a_refused_row_is_named_by_the_decoding_path_and_nothing_is_written(
     postgres_url: str, open_sink: Any, stream: Stream
 ) -> None:
@@ -342,3 +372,10 @@ def _same(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> bool:
 
     return [{k: normal(v) for k, v in r.items()} for r in left] == \
         [{k: normal(v) for k, v in r.items()} for r in right]
+
+
+def test_only_the_fast_path_asks_the_runtime_for_a_short_gil_switch_interval(
+    open_sink: Any,
+) -> None:
+    assert open_sink().switch_interval_s == 0.0005
+    assert open_sink(name="inserts", mode="insert").switch_interval_s is None
