@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from liberate.envelope import Op, change_value, envelope_schema, source_block, s
 from liberate.records import Headers, SinkRecord
 from liberate.schema.avro import AvroSchema, decode, encode
 from liberate.schema.types import JSON_NAME, VARIABLE_DECIMAL_NAME
-from sinks.sql import SqlSinkConfig
+from sinks.sql import SqlSink, SqlSinkConfig
 
 TOPIC = "shop.public.orders"
 
@@ -150,6 +150,22 @@ def config(url: str, **overrides: Any) -> SqlSinkConfig:
                            "topics": [TOPIC]}
     raw.update(overrides)
     return SqlSinkConfig.model_validate(raw)
+
+
+def opened_sinks(url: str) -> Iterator[Callable[..., SqlSink]]:
+    """For an ``open_sink`` fixture: ``open_sink(**config overrides)`` opens a sink on ``url``;
+    every sink it opened is closed after the test."""
+    opened: list[SqlSink] = []
+
+    def make(**overrides: Any) -> SqlSink:
+        sink = SqlSink(config(url, **overrides))
+        sink.open()
+        opened.append(sink)
+        return sink
+
+    yield make
+    for sink in opened:
+        sink.close()
 
 
 def engine_for(url: str) -> sa.Engine:

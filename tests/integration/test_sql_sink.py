@@ -31,6 +31,7 @@ from tests.integration._sql_sink_support import (
     config,
     decoded,
     execute,
+    opened_sinks,
     order,
     read_rows,
     row,
@@ -45,17 +46,7 @@ UTC = dt.UTC
 @pytest.fixture
 def open_sink(any_db_url: str) -> Iterator[Any]:
     """Opens sinks on the test database (``open_sink(**config overrides)``); closes them after."""
-    opened: list[SqlSink] = []
-
-    def make(**overrides: Any) -> SqlSink:
-        sink = SqlSink(config(any_db_url, **overrides))
-        sink.open()
-        opened.append(sink)
-        return sink
-
-    yield make
-    for sink in opened:
-        sink.close()
+    yield from opened_sinks(any_db_url)
 
 
 # -- event shapes ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from tests.integration._sql_sink_support import (
     config,
     decoded,
     execute,
+    opened_sinks,
     order,
     read_rows,
     row,
@@ -37,17 +38,7 @@ NS = "shop.public.orders"
 
 @pytest.fixture
 def open_sink(any_db_url: str) -> Iterator[Any]:
-    opened: list[SqlSink] = []
-
-    def make(**overrides: Any) -> SqlSink:
-        sink = SqlSink(config(any_db_url, **overrides))
-        sink.open()
-        opened.append(sink)
-        return sink
-
-    yield make
-    for sink in opened:
-        sink.close()
+    yield from opened_sinks(any_db_url)
 
 
 def skip_on_sqlite(url: str) -> None:

@@ -31,6 +31,7 @@ from tests.integration._sql_sink_support import (
     RecordingContext,
     config,
     execute,
+    opened_sinks,
     read_rows,
     row,
     schemas,
@@ -75,17 +76,7 @@ def stream(tmp_path: Path) -> Stream:
 
 @pytest.fixture
 def open_sink(postgres_url: str) -> Iterator[Any]:
-    opened: list[SqlSink] = []
-
-    def make(**overrides: Any) -> SqlSink:
-        sink = SqlSink(config(postgres_url, **overrides))
-        sink.open()
-        opened.append(sink)
-        return sink
-
-    yield make
-    for sink in opened:
-        sink.close()
+    yield from opened_sinks(postgres_url)
 
 
 def fast_write(sink: SqlSink, stream: Stream, batch: list[ConsumedRecord]) -> None:

@@ -10,13 +10,12 @@ import pytest
 
 from liberate.errors import FatalError, RecordError
 from liberate.records import SinkRecord, TopicPartition
-from sinks.sql import SqlSink
 from tests.integration._sql_sink_support import (
     ORDER_KEY,
     ORDER_VALUE,
     TOPIC,
     change,
-    config,
+    opened_sinks,
     order,
     read_rows,
     row,
@@ -27,17 +26,7 @@ from tests.integration._sql_sink_support import (
 @pytest.fixture
 def open_sink(any_db_url: str) -> Iterator[Any]:
     """Opens sinks on the test database (``open_sink(**config overrides)``); closes them after."""
-    opened: list[SqlSink] = []
-
-    def make(**overrides: Any) -> SqlSink:
-        sink = SqlSink(config(any_db_url, **overrides))
-        sink.open()
-        opened.append(sink)
-        return sink
-
-    yield make
-    for sink in opened:
-        sink.close()
+    yield from opened_sinks(any_db_url)
 
 
 # -- update mode -------------------------------------------------------------------------------
