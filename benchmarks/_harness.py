@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from tests.processes import process_tree
+
 
 @dataclass
 class Measurement:
@@ -91,21 +93,7 @@ def _sample_tree_rss(root: int, peak: list[int], done: threading.Event) -> None:
     """Keep ``peak[0]`` at the largest of ``root``'s VmHWM and the PSS (kB) summed over
     ``root`` and its descendants."""
     while not done.wait(_RSS_SAMPLE_S):
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-        tree = {root}
-        grew = True
-        while grew:
-            children = {pid for pid, parent in parents.items() if parent in tree} - tree
-            grew = bool(children)
-            tree |= children
+        tree = process_tree(root)
         peak[0] = max(peak[0], _hwm_kb(root), sum(_pss_kb(pid) for pid in tree))
 
 

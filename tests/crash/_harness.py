@@ -39,6 +39,7 @@ from liberate.serde import RecordDeserializer
 from liberate.streams.base import end_offsets
 from tests.integration._outbox_support import child_env
 from tests.integration._query_support import TIMESTAMP, engine_for
+from tests.integration.postgres.test_crash import check_history
 
 #: kills per case: ``LIBERATE_CRASH_KILLS=30`` for the long run
 KILLS = int(os.environ.get("LIBERATE_CRASH_KILLS", "3"))
@@ -419,3 +420,50 @@ def check_polled(
     if exactly_once:
         assert not twice, f"(key, version) in the stream more than once: {twice[:5]}"
     return Counter(records=len(records), keys=len(last), repeated=len(twice))
+
+
+def cdc_crash_case(
+    url: str, streams: StreamsSpec, tmp_path: Path, *, connector: str, schema: str,
+    source_settings: str, seed: int, rows: int = 5_000,
+) -> None:
+    """The crash case of a change-data-capture source (``connector``) into a SQL sink on
+    SQLite: an ``items`` table of ``rows`` rows in ``schema`` while a writer inserts, updates
+    and deletes; the run killed again and again, then ``--once`` and verify; the stream must
+    hold every version of every row once, in order (``check_history``).
+
+    ``source_settings``: the source's own YAML lines (indented four spaces).
+    """
+    table = items_table("items")
+    create_items(url, table, rows)
+    source = streams.name(connector)
+    topic = f"{source}.{schema}.items"
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        streams.yaml()
+        + "sources:\n"
+        + f"  - name: {source}\n"
+        + f"    connector: {connector}\n"
+        + f"    database: {url}\n"
+        + "    tables: [items]\n"
+        + source_settings
+        + "sinks:\n"
+        + f"  - name: {streams.name('wh')}\n"
+        + "    connector: sql\n"
+        + f"    database: sqlite:///{tmp_path / 'warehouse.db'}\n"
+        + f"    topics: [{topic}]\n"
+        + "    batch_size: 300\n"
+    )
+    writer = VersionWriter(url, table, first_id=rows + 1, deletes=True)
+    writer.start()
+    loop = KillLoop(run_file, lambda: stream_size(run_file, topic), seed=seed)
+    try:
+        report = loop.kill_repeatedly()
+    finally:
+        writer.finish()
+    loop.once()
+    loop.verify()
+    records = read_topics(run_file, [topic])
+    counts = check_history(records, final_versions(url, table))
+    record_result(f"{connector}/{streams.backend}", report,
+                  f"{len(records)} records, ops {dict(counts)}")
+    loop.expected_failure()

@@ -10,7 +10,6 @@ import datetime as dt
 import decimal
 import itertools
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from tests.integration._query_support import (
     order,
     query_config,
 )
+from tests.processes import process_tree
 
 pytestmark = pytest.mark.integration
 
@@ -201,23 +201,6 @@ class TestParallelBulkConformance(SourceConformance):
         return write
 
 
-def _descendants(root: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree = {root}
-    while True:
-        more = {pid for pid, parent in parents.items() if parent in tree} - tree
-        if not more:
-            return tree - {root}
-        tree |= more
-
-
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -280,7 +263,7 @@ def test_a_bulk_load_killed_mid_cycle_resumes_without_loss_or_repeat_and_leaves_
         workers: set[int] = set()
         stored = 0
         while time.monotonic() < deadline and process.poll() is None:
-            workers |= _descendants(process.pid)
+            workers |= process_tree(process.pid) - {process.pid}
             stored = _stored_records(streams)
             if stored >= 5_000 and len(workers) >= 3:  # forkserver and two workers
                 break
