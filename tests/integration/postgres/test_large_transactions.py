@@ -34,13 +34,17 @@ def test_large_transaction_is_returned_in_bounded_polls_and_resumes_inside_itsel
         batches = poll_until_caught_up(source)
     finally:
         source.close()
-    # The big transaction in bounded polls; the small one after it comes whole with its tail.
-    assert [len(b) for b in batches] == [1000, 1000, 501]
+    # The big transaction in bounded polls; how the polls split the rest depends on when the
+    # server sends it, so the test pins the bound, the order and where each poll ends.
+    assert all(0 < len(b) <= 1000 for b in batches)
+    flat = [r for b in batches for r in b]
+    assert [r.key["id"] for r in flat if r.key] == [*range(1, 2501), 9999]
+    first = len(batches[0])
     inside = batches[0][-1].offset
-    assert inside["tx_events"] == 1000 and inside["tx_lsn"] is not None
-    end = batches[2][499].offset
+    assert inside["tx_events"] == first and inside["tx_lsn"] is not None
+    end = flat[2499].offset
     assert "tx_lsn" not in end and end["lsn"] > inside["lsn"]  # type: ignore[operator]
-    assert [r.key for r in batches[1][:1]] == [{"id": 1001}]
+    assert [r.key for r in batches[1][:1]] == [{"id": first + 1}]
 
     # As if only the first poll had become durable before a crash.
     again = PostgresSource(config)
@@ -49,5 +53,5 @@ def test_large_transaction_is_returned_in_bounded_polls_and_resumes_inside_itsel
         replay = [r for b in poll_until_caught_up(again) for r in b]
     finally:
         again.close()
-    assert [r.key["id"] for r in replay if r.key] == [*range(1001, 2501), 9999]
+    assert [r.key["id"] for r in replay if r.key] == [*range(first + 1, 2501), 9999]
     assert replay[-1].offset == batches[-1][-1].offset
