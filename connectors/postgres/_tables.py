@@ -6,7 +6,9 @@ the snapshot and ``c``/``u``/``d``/``t`` events from the WAL alike.
 
 Every non-key column of the envelope's row record is nullable: under REPLICA IDENTITY DEFAULT
 the ``before`` of a delete carries only the key, and an unchanged TOAST value has no value at
-all (it is null in ``after`` and named in the envelope's ``unchanged`` field).
+all (it is null in ``after`` and named in the envelope's ``unchanged`` field). A column the
+catalog declares NOT NULL keeps that fact as the field's ``liberate.not_null`` attribute, so a
+sink creates it NOT NULL.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from liberate import __version__
 from liberate.envelope import envelope_schema, source_schema
 from liberate.schema.avro import AvroSchema
 from liberate.schema.tables import TableSchema, build_table_schema
+from liberate.schema.types import NOT_NULL_ATTRIBUTE
 
 CONNECTOR = "postgresql"
 
@@ -109,6 +112,7 @@ def captured_table(
         ):
             field["type"] = ["null", field["type"]]
             field["default"] = None
+            field[NOT_NULL_ATTRIBUTE] = True
         row_fields.append(field)
     row_schema = AvroSchema({**schema.value_schema.schema, "fields": row_fields})
     positions: tuple[int, ...] | None = tuple(order.index(c) for c in columns)

@@ -41,6 +41,10 @@ COLUMN_ATTRIBUTE = "liberate.column"
 MICRO_TIME_NAME = "io.debezium.time.MicroTime"
 #: attribute on string types declaring the column's length in characters (VARCHAR(n), CHAR(n))
 LENGTH_ATTRIBUTE = "liberate.length"
+#: attribute on a nullable field whose source column is NOT NULL: null in an event means "no
+#: value sent" (a key-only before-image, an unchanged TOAST value), never a NULL in the database,
+#: so a sink creates the column NOT NULL
+NOT_NULL_ATTRIBUTE = "liberate.not_null"
 
 _AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UTC = dt.UTC

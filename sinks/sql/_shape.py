@@ -21,7 +21,7 @@ from typing import Any
 
 from liberate.errors import FatalError
 from liberate.schema.avro import AvroSchema
-from liberate.schema.types import COLUMN_ATTRIBUTE, unwrap_nullable
+from liberate.schema.types import COLUMN_ATTRIBUTE, NOT_NULL_ATTRIBUTE, unwrap_nullable
 from sinks.sql.config import SqlSinkConfig
 
 
@@ -137,6 +137,8 @@ def _row_columns(
 
 def _row_column(spec: dict[str, Any], name: str) -> FieldColumn:
     _, nullable = unwrap_nullable(spec["type"])
+    # A source column NOT NULL whose events may still omit its value (see NOT_NULL_ATTRIBUTE)
+    nullable = nullable and spec.get(NOT_NULL_ATTRIBUTE) is not True
     return FieldColumn(name, spec["name"], spec["type"], nullable, False, Origin.ROW)
 
 

@@ -344,7 +344,8 @@ def test_postgres_type_round_trips_into_postgres(round_trip: RoundTrip, case: Ca
     field_type, nullable = unwrap_nullable(round_trip.fields[topic][case.id])
     assert field_type == case.avro
     # The WAL source's row record is nullable throughout (a delete's before-image carries
-    # only the key); the query source's is nullable where the column is.
+    # only the key; its NOT NULL is an attribute, see the next test); the query source's is
+    # nullable where the column is.
     assert nullable is (path == "wal" or not case.not_null)
     decoded = round_trip.decoded[topic]
     ids = [*range(1, ROWS + 1), *range(1 + STREAMED, ROWS + 1 + STREAMED)]
@@ -358,6 +359,22 @@ def test_postgres_type_round_trips_into_postgres(round_trip: RoundTrip, case: Ca
     written = _texts(round_trip.targets[path], case.id, case.compare)
     assert set(written) == set(source_rows) == set(ids)
     assert written == source_rows
+
+
+def _nullable_columns(url: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT column_name FROM information_schema.columns "
+                            "WHERE table_name = 'types' AND is_nullable = 'YES'").fetchall()
+    return {str(r[0]) for r in rows}
+
+
+@pytest.mark.parametrize("path", ["query", "wal"])
+def test_sink_creates_the_source_columns_not_null_where_the_source_has_them(
+    round_trip: RoundTrip, path: str
+) -> None:
+    nullable = _nullable_columns(round_trip.source)
+    assert "not_null_text" not in nullable and "smallint" in nullable
+    assert _nullable_columns(round_trip.targets[path]) == nullable
 
 
 ELSEWHERE = [c for c in CASES if c.sqlite is not None]
