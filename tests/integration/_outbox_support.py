@@ -65,19 +65,21 @@ def kill_repeatedly(
     """Start ``liberate run FILE`` in a child ``kills`` times, each SIGKILLed after a random
     time in ``alive_s``; the children's output goes to ``relay.log`` (``relay_log`` reads it).
 
-    The first child's clock starts only once the stream at ``tmp_path/streams.db`` holds a
-    record: on a loaded machine starting Python and connecting can take longer than
-    ``alive_s``, and a test whose relays never got going proves nothing."""
+    Each child's clock starts only once the stream at ``tmp_path/streams.db`` holds more event
+    records than when it started: on a loaded machine starting Python and connecting can take
+    longer than ``alive_s``, and a test whose relays never got going proves nothing. (Records
+    of other topics, such as heartbeats an earlier run wrote, do not count.)"""
     env = child_env(tmp_path)
     rng = random.Random(seed)
     command = [sys.executable, "-m", "liberate", *(["-v"] if verbose else []), "run",
                str(run_file)]
+    streams = tmp_path / "streams.db"
     with (tmp_path / "relay.log").open("a") as log:
-        for kill in range(kills):
+        for _ in range(kills):
+            before = _event_count(streams)
             child = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=log)
             try:
-                if kill == 0:
-                    _wait_for_a_record(tmp_path / "streams.db", child, timeout_s=90)
+                _wait_for_events(streams, child, more_than=before, timeout_s=90)
                 time.sleep(rng.uniform(*alive_s))
                 assert child.poll() is None, f"the relay exited early:\n{relay_log(tmp_path)}"
             finally:
@@ -85,21 +87,29 @@ def kill_repeatedly(
                 child.wait(30)
 
 
-def _wait_for_a_record(path: Path, child: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+def _event_count(path: Path, prefix: str = "outbox.event.") -> int | None:
+    """How many records the event topics of the stream at ``path`` hold (None: no store yet,
+    or one its writer is still creating)."""
+    if not path.exists():
+        return None
+    backend = EmbeddedBackend(path)
+    try:
+        backend.open()
+    except (LiberateError, sqlite3.Error):
+        return None
+    try:
+        return sum(info.records for info in backend.topics() if info.name.startswith(prefix))
+    finally:
+        backend.close()
+
+
+def _wait_for_events(path: Path, child: subprocess.Popen[bytes], *, more_than: int | None,
+                     timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and child.poll() is None:
-        if path.exists():
-            backend = EmbeddedBackend(path)
-            try:
-                backend.open()
-            except (LiberateError, sqlite3.Error):
-                pass  # the child is still creating the store
-            else:
-                try:
-                    if any(info.records for info in backend.topics()):
-                        return
-                finally:
-                    backend.close()
+        count = _event_count(path)
+        if count is not None and count > (more_than or 0):
+            return
         time.sleep(0.2)
 
 
