@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the first record")
     tail.add_argument("--limit", type=int, default=None, help="stop after N records")
     tail.add_argument(
-        "--no-follow", action="store_true", help="exit at the end instead of waiting for more"
+        "--no-follow",
+        action="store_true",
+        help="exit at the end (with --from-beginning: the end offsets of now) instead of"
+        " waiting for more",
     )
 
     demo = verbs.add_parser(

@@ -11,12 +11,17 @@ from typing import Any, TextIO
 
 from liberate.config.base import SinkConfig, SourceConfig
 from liberate.config.loader import load_run_file
-from liberate.errors import ConfigError, LiberateError
+from liberate.errors import ConfigError, FatalError, LiberateError
 from liberate.jsonout import header_text, timestamp_text, to_json
 from liberate.lag import lag_measures, sink_lag, source_status
+from liberate.records import TopicPartition
 from liberate.runtime import open_backend
 from liberate.runtime.pipeline import build_sink
 from liberate.serde import RecordDeserializer
+from liberate.streams.base import end_offsets, unread
+
+#: ``tail --no-follow`` gives up this long after its last record short of the end offsets
+TAIL_WAIT_S = 60.0
 
 
 def topics(path: str, *, out: TextIO = sys.stdout) -> int:
@@ -62,15 +67,25 @@ def tail(
             topics=(topic,),
             from_beginning=from_beginning,
         )
+        # Without follow, from the beginning: up to the end offsets of now. An empty poll is
+        # not the end: a Kafka consumer group takes seconds to be assigned its partitions.
+        ends = end_offsets([known[topic]]) if from_beginning and not follow else {}
         printed = 0
+        progress = time.monotonic()
         try:
             while limit is None or printed < limit:
                 want = 500 if limit is None else min(500, limit - printed)
                 batch = consumer.poll(want, 0.5)
                 if not batch:
-                    if not follow:
+                    if follow:
+                        continue
+                    left = unread(ends, consumer.positions())
+                    if not left:
                         break
+                    if time.monotonic() - progress > TAIL_WAIT_S:
+                        _raise_not_reached(topic, left, consumer.positions(), ends)
                     continue
+                progress = time.monotonic()
                 for record in deserializer.deserialize(batch):
                     line = {
                         "topic": record.topic,
@@ -91,6 +106,18 @@ def tail(
     finally:
         backend.close()
     return 0
+
+
+def _raise_not_reached(topic: str, left: Sequence[TopicPartition],
+                       at: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+                       ) -> None:
+    where = ", ".join(f"[{tp.partition}] at {at.get(tp, 0)} of {ends[tp]}" for tp in left[:5])
+    raise FatalError(
+        f"tail of {topic}: {len(left)} partition(s) not read to their end, no record for"
+        f" {TAIL_WAIT_S:.0f} s: {where}",
+        hint="the consumer was not assigned the partitions (is the broker reachable?), or a"
+        " transaction stays open in the topic; tail without --no-follow to keep waiting",
+    )
 
 
 def raise_unknown_topic(topic: str, known: list[str]) -> None:

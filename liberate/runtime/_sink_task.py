@@ -30,7 +30,7 @@ from liberate.runtime._stats import ConnectorStats
 from liberate.schema.avro import AvroSchema, schema_id_of
 from liberate.schema.registry import SchemaRegistry
 from liberate.serde import RecordDeserializer
-from liberate.streams.base import StreamBackend, StreamConsumer, end_offsets
+from liberate.streams.base import StreamBackend, StreamConsumer, end_offsets, unread
 from liberate.verify.routes import consumes
 
 log = logging.getLogger("liberate.runtime")
@@ -333,13 +333,10 @@ class SinkTask:
             self._partial_since = None
         if not assigned:
             return True  # and nothing is behind elsewhere (see above)
-        for tp in assigned:
-            if tp not in ends:
-                return False  # the backend did not describe it this time: its end is unknown
-            at = max(committed.get(tp, 0), positions.get(tp, 0))
-            if ends[tp] > 0 and at < ends[tp]:
-                return False
-        return True
+        if any(tp not in ends for tp in assigned):
+            return False  # the backend did not describe one this time: its end is unknown
+        at = {tp: max(committed.get(tp, 0), positions.get(tp, 0)) for tp in assigned}
+        return not unread({tp: ends[tp] for tp in assigned}, at)
 
 
 _Transcode = Callable[[Sequence[ConsumedRecord], Callable[[int], AvroSchema]], object | None]

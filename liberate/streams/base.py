@@ -61,6 +61,13 @@ def end_offsets(infos: Iterable[TopicInfo]) -> dict[TopicPartition, int]:
     }
 
 
+def unread(ends: Mapping[TopicPartition, int], at: Mapping[TopicPartition, int]
+           ) -> list[TopicPartition]:
+    """The partitions of ``ends`` (end offsets) with records before their end that ``at``
+    (next offsets to read; a partition left out is at 0) has not reached."""
+    return [tp for tp, end in ends.items() if end > 0 and at.get(tp, 0) < end]
+
+
 # Called when partitions are assigned to a consumer; returns where to start reading each one
 # (the next offset), or omits a partition to start from the group's committed offset or the
 # beginning. This is how a sink that keeps its own offsets resumes exactly.

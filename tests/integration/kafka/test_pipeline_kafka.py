@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import threading
@@ -12,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 
+from liberate.commands import inspect
+from liberate.errors import FatalError
 from liberate.streams.kafka import KafkaBackend
 from tests.integration.kafka._pipeline_support import Shop, liberate, running
 from tests.kafka_broker import KafkaBroker, NoidaBroker
@@ -158,6 +162,10 @@ def test_topics_tail_and_status_report_a_kafka_run(shop: Shop) -> None:
         "3",
         cwd=shop.directory,
     )
+    # Without a limit, --no-follow reads to the end offsets of when it started: all 30, not
+    # whatever the first polls return while the consumer group is still being assigned.
+    whole = liberate("tail", run_file, shop.topic, "--from-beginning", "--no-follow",
+                     cwd=shop.directory)
     status = liberate("status", run_file, "--json", cwd=shop.directory)
 
     assert topics.returncode == 0, topics.stderr
@@ -173,6 +181,9 @@ def test_topics_tail_and_status_report_a_kafka_run(shop: Shop) -> None:
         ({"id": 2}, "customer-2"),
         ({"id": 3}, "customer-3"),
     ]
+    assert whole.returncode == 0, whole.stderr
+    assert [json.loads(line)["key"]["id"] for line in whole.stdout.splitlines()] == [
+        *range(1, 31)]
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["backend"] == "kafka"
@@ -182,3 +193,37 @@ def test_topics_tail_and_status_report_a_kafka_run(shop: Shop) -> None:
     assert sink["lag"] == {shop.topic: 0}
     (topic,) = [t for t in report["topics"] if t["name"] == shop.topic]
     assert topic["records"] == records
+
+
+def test_tail_no_follow_waits_for_the_end_offsets_and_fails_naming_a_partition_it_cannot_reach(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop.insert(range(1, 11))
+    run_file = shop.run_file(with_sink=False)
+    produced = liberate("run", str(run_file), "--once", cwd=shop.directory)
+    assert produced.returncode == 0, produced.stderr
+    # A transaction left open past the committed records: a read_committed consumer cannot
+    # pass it, so the end offsets tail set out to reach stay out of reach.
+    producer = Producer({"bootstrap.servers": shop.bootstrap,
+                         "transactional.id": f"open-{shop.tag}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(shop.topic, key=b"k", value=b"never committed")
+    producer.flush(30)
+    monkeypatch.setattr(inspect, "TAIL_WAIT_S", 2.0)
+    out = io.StringIO()
+    try:
+        with pytest.raises(FatalError, match=rf"tail of {shop.topic}: 1 partition\(s\) not read"
+                                             r" to their end.*\[0\] at \d+ of \d+"):
+            inspect.tail(str(run_file), shop.topic, from_beginning=True, limit=None,
+                         follow=False, out=out)
+        # What came before the open transaction was printed, nothing after it.
+        assert [json.loads(line)["key"]["id"] for line in out.getvalue().splitlines()] == [
+            *range(1, 11)]
+    finally:
+        producer.abort_transaction(30)
+    out = io.StringIO()
+    assert inspect.tail(str(run_file), shop.topic, from_beginning=True, limit=None,
+                        follow=False, out=out) == 0
+    assert [json.loads(line)["key"]["id"] for line in out.getvalue().splitlines()] == [
+        *range(1, 11)]
