@@ -171,7 +171,11 @@ def plan_changes(
             continue
         if not latest and column.nullable:
             continue
-        changes.unsafe.append(Finding(DROPPED, column.name, "the records do not carry it"))
+        detail = "the records do not carry it"
+        if not column.nullable:
+            detail += (" and it is NOT NULL without a default: no record can be written until"
+                       " it is made nullable or given a default")
+        changes.unsafe.append(Finding(DROPPED, column.name, detail))
     return changes
 
 

@@ -165,7 +165,9 @@ def test_a_required_column_the_records_lack_stops_the_sink_even_for_older_schema
             "NULL, note VARCHAR(20), region VARCHAR(5) NOT NULL)")
     sink = open_sink()
     sink.attach_context(RecordingContext(older=lambda schema: True))
-    with pytest.raises(FatalError, match="dropped column: column region"):
+    with pytest.raises(FatalError, match="dropped column: column region: the records do not "
+                       "carry it and it is NOT NULL without a default: no record can be "
+                       "written until it is made nullable or given a default"):
         sink.write([order(0, 1, "new")])
 
 
