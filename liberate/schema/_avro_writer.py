@@ -287,34 +287,30 @@ def compile_writer(
         return None
     label = _label(parsed)
 
-    def write(out: bytearray, datum: Any) -> None:
-        try:
-            root(out, datum)
-        except FieldEncodeError as exc:
-            raise error(exc) from exc
-        except Exception as exc:
-            raise error(FieldEncodeError([], describe(datum, label, exc))) from exc
+    def converting(inner: Write) -> Write:
+        """``inner`` with its errors converted by ``error``, naming the field."""
 
+        def write(out: bytearray, datum: Any) -> None:
+            try:
+                inner(out, datum)
+            except FieldEncodeError as exc:
+                raise error(exc) from exc
+            except Exception as exc:
+                raise error(FieldEncodeError([], describe(datum, label, exc))) from exc
+
+        return write
+
+    write = converting(root)
     slow = compiler.slow.get(str(parsed.get("name"))) if _is_record(parsed) else None
     if slow is None:
         return write
     # A record (every key and value liberate writes): its generated writer hands what it
     # fails on to the field-by-field writer, whose error is converted here, so the happy path
     # is one call.
-    checked = slow
-
-    def write_slowly(out: bytearray, datum: Any) -> None:
-        try:
-            checked(out, datum)
-        except FieldEncodeError as exc:
-            raise error(exc) from exc
-        except Exception as exc:
-            raise error(FieldEncodeError([], describe(datum, label, exc))) from exc
-
     from liberate.schema._generated import record_writer
 
     try:
-        return record_writer(parsed, compiler, write_slowly)
+        return record_writer(parsed, compiler, converting(slow))
     except _Unsupported:
         return write
 

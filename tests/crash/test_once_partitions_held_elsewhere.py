@@ -9,14 +9,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
 
 import pytest
 
-from liberate.config.base import SinkConfig
 from liberate.config.models import SchemaRegistrySettings
-from liberate.connector import Sink
-from liberate.records import SinkRecord, SourceRecord, TopicPartition
+from liberate.records import SourceRecord
 from liberate.runtime import _sink_task
 from liberate.runtime._sink_task import SinkTask
 from liberate.schema.avro import AvroSchema
@@ -24,33 +21,9 @@ from liberate.serde import RecordDeserializer, RecordSerializer
 from liberate.streams.kafka import KafkaBackend
 from tests.integration.kafka.conftest import unique_settings
 from tests.kafka_broker import KafkaBroker
+from tests.list_sink import ListSink
 
 KEY = AvroSchema({"type": "record", "name": "Key", "fields": [{"name": "id", "type": "long"}]})
-
-
-class MemorySink(Sink):
-    """Keeps what it is given and its offsets in memory."""
-
-    config_model = SinkConfig
-
-    def __init__(self, name: str, topic: str) -> None:
-        super().__init__(SinkConfig(name=name, connector="memory", topics=[topic]))
-        self.written: list[SinkRecord] = []
-        self.offsets: dict[TopicPartition, int] = {}
-
-    def open(self) -> None:
-        pass
-
-    def committed_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: self.offsets[tp] for tp in partitions if tp in self.offsets}
-
-    def write(self, batch: Sequence[SinkRecord]) -> None:
-        self.written.extend(batch)
-        for record in batch:
-            self.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-
-    def close(self) -> None:
-        pass
 
 
 def test_once_fails_naming_partitions_another_group_member_holds(
@@ -82,7 +55,7 @@ def test_once_fails_naming_partitions_another_group_member_holds(
         holder = threading.Thread(target=hold, daemon=True)
         holder.start()
         time.sleep(2)
-        sink = MemorySink(group, topic)
+        sink = ListSink(name=group, topic=topic)
         task = SinkTask(sink, backend, RecordDeserializer(backend.registry()), threading.Event(),
                         once=True, sources_done=threading.Event(), batch_size=100,
                         max_retries=0)

@@ -4,8 +4,38 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from connectors.mysql._catalog import Catalog
+from connectors.mysql.config import MySqlSourceConfig
 
 DATA = Path(__file__).parent / "data" / "binlog"
+#: the database of the ``transactions`` capture
+TRANSACTIONS_DB = "cap_transactions"
+
+C = TypeVar("C", bound=Catalog)
+
+
+def transactions_catalog(kind: type[C] = Catalog) -> C:  # type: ignore[assignment]
+    """A catalog (of class ``kind``) of the ``transactions`` capture's orders table, described
+    as reflection would describe it at the end of the scenario."""
+    db = TRANSACTIONS_DB
+    config = MySqlSourceConfig(
+        name="shop", connector="mysql", database=f"mysql://u@h/{db}", tables=["orders"],
+    )
+    catalog = kind(config, [(db, "orders")], {})
+    orders = sa.Table(
+        "orders", sa.MetaData(),
+        sa.Column("id", mysql.INTEGER(), primary_key=True),
+        sa.Column("qty", mysql.INTEGER(), nullable=False),
+        sa.Column("status", mysql.VARCHAR(10)),
+        schema=db,
+    )
+    catalog.snapshot_tables[(db, "orders")] = catalog.describe(orders)
+    return catalog
 
 
 def load_events(name: str) -> list[bytes]:

@@ -7,7 +7,6 @@ against fastavro itself), and refuse values fastavro would silently corrupt.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 import uuid
 from decimal import Decimal
@@ -19,6 +18,7 @@ import pytest
 from liberate.errors import RecordError
 from liberate.schema._avro_writer import compile_writer
 from liberate.schema.avro import AvroSchema, decode, encode
+from tests.unit._avro_bytes import compiled_bytes, fastavro_bytes
 
 UTC = dt.UTC
 STATUS = {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID", "SHIPPED"]}
@@ -88,18 +88,6 @@ EVERYTHING = AvroSchema(
         ],
     }
 )
-
-
-def fastavro_bytes(schema: AvroSchema, datum: Any) -> bytes:
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema.schema), datum)
-    return buf.getvalue()
-
-
-def compiled_bytes(schema: AvroSchema, datum: Any) -> bytes:
-    out = bytearray()
-    schema.writer(out, datum)
-    return bytes(out)
 
 
 def sample(rng: random.Random) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from fastavro.read import LOGICAL_READERS
 from liberate.schema._avro_reader import compile_reader
 from liberate.schema.avro import AvroSchema
 from liberate.schema.types import JSON_NAME, MICRO_TIME_NAME, VARIABLE_DECIMAL_NAME, decimal_type
-from tests.unit.test_avro_codec import EVERYTHING, fastavro_bytes, sample
+from tests.unit._avro_bytes import fastavro_bytes
+from tests.unit.test_avro_codec import EVERYTHING, sample
 
 UTC = dt.UTC
 # Every Avro type liberate/schema/types.py maps a column to.

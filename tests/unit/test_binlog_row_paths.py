@@ -13,8 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from connectors.mysql import _tablemap as tm
 from connectors.mysql._binlog import UPDATE_ROWS_V1, WRITE_ROWS_V1
@@ -23,10 +21,16 @@ from connectors.mysql._rowcodec import compile_row_codec, keyed_rows, rows, upda
 from connectors.mysql._stream import CapturedTable, ChangeStream
 from connectors.mysql._tablemap import TableMap
 from connectors.mysql._values import decimal_reader
-from connectors.mysql.config import MySqlSourceConfig
 from connectors.mysql.offsets import BinlogPosition
 from liberate.records import SourceRecord
-from tests.unit._binlog_fixtures import header, load_events, query_event, start_position
+from tests.unit._binlog_fixtures import (
+    TRANSACTIONS_DB,
+    header,
+    load_events,
+    query_event,
+    start_position,
+    transactions_catalog,
+)
 
 UTF8MB4 = 45
 UTC = dt.UTC
@@ -161,7 +165,7 @@ def test_written_rows_come_with_their_keys_whatever_the_key_names() -> None:
 
 # -- the stream: a TABLE_MAP decoded once, and again after DDL ---------------------------------
 
-DB = "cap_transactions"
+DB = TRANSACTIONS_DB
 EVENTS = load_events("transactions")
 PRELUDE, BODY = EVENTS[:2], EVENTS[2:]
 
@@ -169,20 +173,7 @@ PRELUDE, BODY = EVENTS[:2], EVENTS[2:]
 class CountingCatalog(Catalog):
     """The catalog, counting the TABLE_MAPs it is asked to build a table for."""
 
-    def __init__(self) -> None:
-        config = MySqlSourceConfig(
-            name="shop", connector="mysql", database=f"mysql://u@h/{DB}", tables=["orders"],
-        )
-        super().__init__(config, [(DB, "orders")], {})
-        orders = sa.Table(
-            "orders", sa.MetaData(),
-            sa.Column("id", mysql.INTEGER(), primary_key=True),
-            sa.Column("qty", mysql.INTEGER(), nullable=False),
-            sa.Column("status", mysql.VARCHAR(10)),
-            schema=DB,
-        )
-        self.snapshot_tables[(DB, "orders")] = self.describe(orders)
-        self.asked = 0
+    asked = 0
 
     def table(self, table_map: TableMap) -> CapturedTable:
         self.asked += 1
@@ -199,7 +190,7 @@ def test_a_repeated_table_map_is_decoded_once_and_again_after_ddl_on_its_table()
     first_rows = next(i for i, e in enumerate(BODY) if e[4] in (23, 24, 25, 30, 31, 32))
     table_map, rows_event = BODY[first_rows - 1], BODY[first_rows]
     assert table_map[4] == 19
-    catalog = CountingCatalog()
+    catalog = transactions_catalog(CountingCatalog)
     stream = ChangeStream(
         flavor="mariadb", start=BinlogPosition("bin.000001", start_position(BODY[0]), None),
         catalog=catalog, partition={"server": "shop"},

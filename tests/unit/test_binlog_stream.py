@@ -7,20 +7,24 @@ import struct
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from connectors.mysql import _binlog as ev
 from connectors.mysql._catalog import Catalog
 from connectors.mysql._stream import ChangeStream
 from connectors.mysql._window import SnapshotWindow
-from connectors.mysql.config import MySqlSourceConfig
 from connectors.mysql.offsets import BinlogPosition, SnapshotProgress, TableProgress
 from liberate.errors import FatalError
 from liberate.records import Primitive, SourceRecord
-from tests.unit._binlog_fixtures import header, load_events, query_event, start_position
+from tests.unit._binlog_fixtures import (
+    TRANSACTIONS_DB,
+    header,
+    load_events,
+    query_event,
+    start_position,
+    transactions_catalog,
+)
 
-DB = "cap_transactions"
+DB = TRANSACTIONS_DB
 ORDERS = f"{DB}.orders"
 NOW_MS = 1_700_000_000_000
 EVENTS = load_events("transactions")
@@ -30,27 +34,10 @@ START = BinlogPosition("bin.000001", start_position(BODY[0]), "0-1-9", 0, 1)
 AFTER_FIRST_TRANSACTION = 7595
 
 
-def _catalog() -> Catalog:
-    config = MySqlSourceConfig(
-        name="shop", connector="mysql", database=f"mysql://u@h/{DB}", tables=["orders"],
-    )
-    catalog = Catalog(config, [(DB, "orders")], {})
-    # The catalog as reflection would describe the table at the end of the scenario.
-    orders = sa.Table(
-        "orders", sa.MetaData(),
-        sa.Column("id", mysql.INTEGER(), primary_key=True),
-        sa.Column("qty", mysql.INTEGER(), nullable=False),
-        sa.Column("status", mysql.VARCHAR(10)),
-        schema=DB,
-    )
-    catalog.snapshot_tables[(DB, "orders")] = catalog.describe(orders)
-    return catalog
-
-
 def _stream(start: BinlogPosition = START, catalog: Catalog | None = None, **options: Any
             ) -> ChangeStream:
     return ChangeStream(
-        flavor="mariadb", start=start, catalog=catalog or _catalog(),
+        flavor="mariadb", start=start, catalog=catalog or transactions_catalog(),
         partition={"server": "shop"}, **options,
     )
 

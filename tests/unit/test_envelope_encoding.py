@@ -25,6 +25,7 @@ from liberate.records import SourceRecord
 from liberate.schema.avro import AvroSchema, encode, wire_header
 from liberate.schema.embedded_registry import EmbeddedRegistry
 from liberate.serde import RecordSerializer
+from tests.unit._avro_bytes import compiled_bytes, fastavro_bytes
 
 ROW = AvroSchema(
     {
@@ -76,18 +77,6 @@ MYSQL_SOURCE = source_schema(
 PG_ENVELOPE = envelope_schema(ROW, PG_SOURCE, unchanged=True)
 MYSQL_ENVELOPE = envelope_schema(ROW, MYSQL_SOURCE)
 NOW = dt.datetime(2026, 11, 26, 20, 45, 1, 123456, tzinfo=dt.UTC)
-
-
-def fastavro_bytes(schema: AvroSchema, datum: Any) -> bytes:
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema.schema), datum)
-    return buf.getvalue()
-
-
-def compiled_bytes(schema: AvroSchema, datum: Any) -> bytes:
-    out = bytearray()
-    schema.writer(out, datum)
-    return bytes(out)
 
 
 def row(i: int, note: str | None = "a note") -> dict[str, Any]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from liberate.records import ConsumedRecord, SinkRecord, TopicPartition
 from liberate.schema.avro import AvroSchema
-from tests.unit.test_sql_sink_runtime import V1, V2, ListSink, run, stream, task_for
+from tests.list_sink import ListSink
+from tests.unit.test_sql_sink_runtime import V1, V2, run, stream, task_for
 
 
 class TranscodingSink(ListSink):

@@ -4,51 +4,22 @@ real embedded stream, with real tiny sinks (no database server)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from liberate.config.base import SinkConfig
 from liberate.connector import Sink
-from liberate.errors import RecordError, RetriableError
+from liberate.errors import RecordError
 from liberate.records import SinkRecord, SourceRecord, StreamRecord, TopicPartition
 from liberate.runtime._sink_task import RECORD_ERROR, SinkContext, SinkTask
 from liberate.schema.avro import AvroSchema
 from liberate.serde import RecordDeserializer, RecordSerializer
 from liberate.streams.embedded import EmbeddedBackend
+from tests.list_sink import ListSink
 
 KEY = AvroSchema({"type": "record", "name": "Key", "fields": [{"name": "id", "type": "long"}]})
 V1 = AvroSchema({"type": "record", "name": "Value", "fields": [{"name": "id", "type": "long"}]})
 V2 = AvroSchema({"type": "record", "name": "Value", "fields": [
     {"name": "id", "type": "long"}, {"name": "n", "type": ["null", "int"], "default": None}]})
-
-
-class ListSink(Sink):
-    """Keeps what it is given; fails with ``RetriableError`` ``failures`` times first."""
-
-    config_model = SinkConfig
-
-    def __init__(self, *, failures: int = 0, name: str = "list") -> None:
-        super().__init__(SinkConfig(name=name, connector="list", topics=["t"]))
-        self.written: list[SinkRecord] = []
-        self.failures = failures
-        self.offsets: dict[TopicPartition, int] = {}
-
-    def open(self) -> None:
-        pass
-
-    def committed_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: self.offsets[tp] for tp in partitions if tp in self.offsets}
-
-    def write(self, batch: Sequence[SinkRecord]) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise RetriableError("connection lost")
-        self.written.extend(batch)
-        for record in batch:
-            self.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-
-    def close(self) -> None:
-        pass
 
 
 class ContextSink(ListSink):
